@@ -3,7 +3,7 @@
 # verifies the commit, and builds ggml + llama as static libraries into a cache outside the
 # source tree. Prints the install prefix on stdout. A second run with the same inputs is a no-op.
 #   scripts/build-llama.sh            static libraries (what embd links)
-#   scripts/build-llama.sh --tools    also llama-embedding and llama-server (benchmarks)
+#   scripts/build-llama.sh --tools    also llama-embedding and llama-server (benchmarks); prints their bin dir
 set -euo pipefail
 NLC_VERSION=3.22.1
 LLAMA_COMMIT=de3ff815ea7d559ee917f063901b8986f038abc6
@@ -32,21 +32,28 @@ if [ ! -f "$SRC/.embd-verified" ]; then
   touch "$SRC/.embd-verified"
 fi
 
+# Libraries (what embd links) and the peer tools (benchmarks only) build in separate trees, so CI
+# never compiles the server and the libraries' install holds nothing else.
 stamp=$PREFIX/.embd-built
-if [ ! -f "$stamp" ] || { [ $TOOLS = 1 ] && [ ! -x "$BUILD/bin/llama-server" ]; }; then
-  log "building llama.cpp $LLAMA_COMMIT (static, native CPU) in $BUILD"
+if [ ! -f "$stamp" ]; then
+  log "building llama.cpp $LLAMA_COMMIT libraries (static, native CPU) in $BUILD"
   cmake -S "$SRC" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBUILD_SHARED_LIBS=OFF \
     -DCMAKE_POSITION_INDEPENDENT_CODE=ON -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
-    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=$([ $TOOLS = 1 ] && echo ON || echo OFF) \
-    -DLLAMA_BUILD_TOOLS=$([ $TOOLS = 1 ] && echo ON || echo OFF) \
-    -DLLAMA_BUILD_SERVER=$([ $TOOLS = 1 ] && echo ON || echo OFF) \
-    -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DCMAKE_INSTALL_PREFIX="$PREFIX" >"$BUILD.cmake.log" 2>&1 \
-    || { cat "$BUILD.cmake.log" >&2; exit 1; }
-  targets=(--target llama ggml)
-  [ $TOOLS = 1 ] && targets+=(llama-embedding llama-server)
-  cmake --build "$BUILD" -j "$JOBS" "${targets[@]}" >"$BUILD.build.log" 2>&1 \
+    -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
+    -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
+    -DCMAKE_INSTALL_PREFIX="$PREFIX" >"$BUILD.cmake.log" 2>&1 || { cat "$BUILD.cmake.log" >&2; exit 1; }
+  cmake --build "$BUILD" -j "$JOBS" --target llama ggml >"$BUILD.build.log" 2>&1 \
     || { tail -50 "$BUILD.build.log" >&2; exit 1; }
-  cmake --install "$BUILD" --component Unspecified >/dev/null 2>&1 || cmake --install "$BUILD" >/dev/null
+  cmake --install "$BUILD" >"$BUILD.install.log" 2>&1 || { cat "$BUILD.install.log" >&2; exit 1; }
   touch "$stamp"
 fi
-echo "$PREFIX"
+if [ $TOOLS = 1 ] && [ ! -x "$BUILD-tools/bin/llama-server" ]; then
+  log "building llama-embedding and llama-server in $BUILD-tools"
+  cmake -S "$SRC" -B "$BUILD-tools" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=ON -DGGML_OPENMP=ON \
+    -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=ON -DLLAMA_BUILD_TOOLS=ON -DLLAMA_BUILD_SERVER=ON \
+    -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF >"$BUILD-tools.cmake.log" 2>&1 \
+    || { cat "$BUILD-tools.cmake.log" >&2; exit 1; }
+  cmake --build "$BUILD-tools" -j "$JOBS" --target llama-embedding llama-server >"$BUILD-tools.build.log" 2>&1 \
+    || { tail -50 "$BUILD-tools.build.log" >&2; exit 1; }
+fi
+[ $TOOLS = 1 ] && echo "$BUILD-tools/bin" || echo "$PREFIX"

@@ -1,0 +1,38 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "embd %s - embedding server and tools for GGUF encoder models\n\n"
+            "usage: embd <command> [options]\n\n"
+            "commands:\n"
+            "  embed     embed texts from JSONL or plain lines (embd embed --help)\n"
+            "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
+            "  tokenize  print token ids for texts (same tokenizer as embed)\n"
+            "  version   print the version\n",
+            EMBD_VERSION);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        usage(stderr);
+        return EMBD_EXIT_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
+    if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
+    if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
+        printf("embd %s\n", EMBD_VERSION);
+        return EMBD_EXIT_OK;
+    }
+    if (!strcmp(cmd, "help") || !strcmp(cmd, "--help") || !strcmp(cmd, "-h")) {
+        usage(stdout);
+        return EMBD_EXIT_OK;
+    }
+    fprintf(stderr, "embd: unknown command '%s'\n", cmd);
+    usage(stderr);
+    return EMBD_EXIT_USAGE;
+}

@@ -1,0 +1,195 @@
+#include "engine/embed.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/sys.h"
+
+void embd_opts_default(embd_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->pooling = EMBD_POOL_UNSPECIFIED;
+    o->normalize = true;
+    o->truncate = true;
+    o->batch_tokens = 4096;
+}
+
+typedef struct {
+    const int32_t *ids;
+    int len;
+    size_t index;
+} seq;
+
+static int by_len_desc(const void *a, const void *b) {
+    const seq *x = a, *y = b;
+    if (x->len != y->len) return y->len - x->len;
+    return x->index < y->index ? -1 : x->index > y->index; /* stable: same batches for same input */
+}
+
+static void l2_normalize(float *v, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++) s += (double)v[i] * v[i];
+    if (s <= 0) return;
+    float inv = (float)(1.0 / sqrt(s));
+    for (int i = 0; i < n; i++) v[i] *= inv;
+}
+
+static embd_pooling resolve_pooling(const embd_encoder *enc, const embd_model_info *hp, const embd_opts *o) {
+    (void)enc;
+    return o->pooling == EMBD_POOL_UNSPECIFIED ? hp->pooling : o->pooling;
+}
+
+static int effective_ctx(const embd_model_info *hp, const embd_opts *o) {
+    return (o->max_tokens > 0 && o->max_tokens < hp->n_ctx) ? o->max_tokens : hp->n_ctx;
+}
+
+/* Runs the prepared sequences (res[] already holds per-item state) in length-sorted batches. */
+static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs, size_t ns, embd_pooling pool,
+                         const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen) {
+    const int H = hp->n_embd;
+    qsort(seqs, ns, sizeof *seqs, by_len_desc);
+    const int32_t **ids = malloc((ns ? ns : 1) * sizeof *ids);
+    int *lens = malloc((ns ? ns : 1) * sizeof *lens);
+    float *tmp = malloc((ns ? ns : 1) * (size_t)H * sizeof *tmp);
+    if (!ids || !lens || !tmp) {
+        free(ids), free(lens), free(tmp);
+        return embd_fail(err, errlen, "out of memory");
+    }
+    size_t done_items = 0, done_tokens = 0;
+    for (size_t i = 0; i < ns;) {
+        /* Sorted descending, so the first sequence sets the padded length of the batch. */
+        const size_t L = (size_t)seqs[i].len;
+        size_t nb = 0;
+        while (i + nb < ns && (nb == 0 || (nb + 1) * L <= o->batch_tokens)) {
+            ids[nb] = seqs[i + nb].ids;
+            lens[nb] = seqs[i + nb].len;
+            nb++;
+        }
+        char e2[160];
+        int rc = embd_encoder_run(enc, ids, lens, (int)nb, pool, tmp, e2, sizeof e2);
+        for (size_t b = 0; b < nb; b++) {
+            size_t idx = seqs[i + b].index;
+            if (rc == 0) {
+                memcpy(out + idx * H, tmp + b * H, (size_t)H * sizeof *out);
+                if (o->normalize) l2_normalize(out + idx * H, H);
+            } else {
+                res[idx].status = EMBD_ITEM_FAILED;
+                snprintf(res[idx].message, sizeof res[idx].message, "inference failed: %.100s", e2);
+            }
+            done_tokens += (size_t)lens[b];
+        }
+        done_items += nb;
+        i += nb;
+        if (o->progress) o->progress(o->progress_ud, done_items, done_tokens);
+    }
+    free(ids), free(lens), free(tmp);
+    return 0;
+}
+
+static int check_opts(const embd_encoder *enc, const embd_opts *o, embd_pooling *pool, char *err, size_t errlen) {
+    (void)enc;
+    if (*pool != EMBD_POOL_CLS && *pool != EMBD_POOL_MEAN && *pool != EMBD_POOL_LAST)
+        return embd_fail(err, errlen, "pooling '%s' does not give one vector per text", embd_pooling_name(*pool));
+    if (o->batch_tokens < 1) return embd_fail(err, errlen, "batch_tokens must be >= 1");
+    return 0;
+}
+
+int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, size_t n, const embd_opts *o,
+                      float *out, embd_item *res, char *err, size_t errlen) {
+    const embd_model *m = embd_encoder_model(enc);
+    const embd_model_info *hp = &m->info;
+    embd_pooling pool = resolve_pooling(enc, hp, o);
+    if (check_opts(enc, o, &pool, err, errlen)) return -1;
+    const int ctx = effective_ctx(hp, o);
+    memset(out, 0, n * (size_t)hp->n_embd * sizeof *out);
+    seq *seqs = malloc((n ? n : 1) * sizeof *seqs);
+    int32_t *trunc = NULL; /* truncated copies: keep [CLS] + first pieces + the final [SEP] */
+    size_t ns = 0, n_trunc = 0;
+    for (size_t i = 0; i < n; i++) n_trunc += (o->truncate && n_ids[i] > (size_t)ctx) ? 1 : 0;
+    if (n_trunc) trunc = malloc(n_trunc * (size_t)ctx * sizeof *trunc);
+    if (!seqs || (n_trunc && !trunc)) {
+        free(seqs), free(trunc);
+        return embd_fail(err, errlen, "out of memory");
+    }
+    size_t ti = 0;
+    for (size_t i = 0; i < n; i++) {
+        embd_item *r = &res[i];
+        memset(r, 0, sizeof *r);
+        r->n_tokens_full = (int)(n_ids[i] > (size_t)INT32_MAX ? INT32_MAX : n_ids[i]);
+        if (n_ids[i] == 0) {
+            r->status = EMBD_ITEM_FAILED;
+            snprintf(r->message, sizeof r->message, "empty token list");
+            continue;
+        }
+        const int32_t *s = ids[i];
+        size_t len = n_ids[i];
+        if (len > (size_t)ctx) {
+            if (!o->truncate) {
+                r->status = EMBD_ITEM_TOO_LONG;
+                snprintf(r->message, sizeof r->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
+                         len, ctx);
+                continue;
+            }
+            int32_t *t = trunc + ti++ * (size_t)ctx;
+            memcpy(t, s, (size_t)(ctx - 1) * sizeof *t);
+            t[ctx - 1] = s[len - 1];
+            s = t;
+            len = (size_t)ctx;
+            r->truncated = true;
+        }
+        r->n_tokens = (int)len;
+        seqs[ns++] = (seq){.ids = s, .len = (int)len, .index = i};
+    }
+    int rc = run_sequences(enc, hp, seqs, ns, pool, o, out, res, err, errlen);
+    free(seqs), free(trunc);
+    return rc;
+}
+
+int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *lens, size_t n, const embd_opts *o,
+                     float *out, embd_item *res, char *err, size_t errlen) {
+    const embd_model *m = embd_encoder_model(enc);
+    const embd_model_info *hp = &m->info;
+    embd_pooling pool = resolve_pooling(enc, hp, o);
+    if (check_opts(enc, o, &pool, err, errlen)) return -1;
+    const int ctx = effective_ctx(hp, o);
+    memset(out, 0, n * (size_t)hp->n_embd * sizeof *out);
+    embd_tokens *tk = calloc(n ? n : 1, sizeof *tk);
+    seq *seqs = malloc((n ? n : 1) * sizeof *seqs);
+    if (!tk || !seqs) {
+        free(tk), free(seqs);
+        return embd_fail(err, errlen, "out of memory");
+    }
+    size_t ns = 0;
+    for (size_t i = 0; i < n; i++) {
+        embd_item *r = &res[i];
+        memset(r, 0, sizeof *r);
+        size_t bad = 0;
+        /* Tokenize in full when truncation is off, so the error can give the real count. */
+        int rc = embd_tokenizer_encode(m->tok, texts[i], lens[i], o->truncate ? (size_t)ctx : 0, &tk[i], &bad);
+        if (rc == EMBD_TOK_EUTF8) {
+            r->status = EMBD_ITEM_BAD_UTF8;
+            snprintf(r->message, sizeof r->message, "invalid UTF-8 at byte %zu", bad);
+            continue;
+        }
+        if (rc != EMBD_TOK_OK) {
+            r->status = EMBD_ITEM_FAILED;
+            snprintf(r->message, sizeof r->message, "tokenizer failed (out of memory)");
+            continue;
+        }
+        r->n_tokens_full = (int)tk[i].n_full;
+        r->truncated = tk[i].truncated;
+        if (tk[i].n > (size_t)ctx) {
+            r->status = EMBD_ITEM_TOO_LONG;
+            snprintf(r->message, sizeof r->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
+                     tk[i].n, ctx);
+            continue;
+        }
+        r->n_tokens = (int)tk[i].n;
+        seqs[ns++] = (seq){.ids = tk[i].ids, .len = (int)tk[i].n, .index = i};
+    }
+    int rc = run_sequences(enc, hp, seqs, ns, pool, o, out, res, err, errlen);
+    for (size_t i = 0; i < n; i++) embd_tokens_free(&tk[i]);
+    free(tk), free(seqs);
+    return rc;
+}

@@ -1,0 +1,213 @@
+#include "engine/encoder.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ggml-alloc.h"
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "ggml.h"
+#include "util/sys.h"
+
+#define GRAPH_MAX_NODES 8192
+
+struct embd_encoder {
+    const embd_model *m;
+    ggml_backend_t backend;
+    ggml_gallocr_t alloc;
+    int n_threads;
+    void *meta_buf; /* tensor/graph headers for one graph (no data) */
+    size_t meta_size;
+    /* host staging for inputs and outputs, grown on demand */
+    int32_t *ids, *pos, *sel;
+    float *mask, *hidden;
+    size_t ids_cap, pos_cap, mask_cap, hidden_cap, sel_cap;
+};
+
+embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen) {
+    embd_encoder *e = calloc(1, sizeof *e);
+    if (!e) {
+        embd_fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    e->m = m;
+    e->n_threads = n_threads > 0 ? n_threads : embd_cpu_count();
+    e->backend = ggml_backend_cpu_init();
+    if (!e->backend) {
+        embd_fail(err, errlen, "cannot initialise the ggml CPU backend");
+        goto fail;
+    }
+    ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
+    e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
+    e->meta_size = ggml_tensor_overhead() * GRAPH_MAX_NODES + ggml_graph_overhead_custom(GRAPH_MAX_NODES, false);
+    e->meta_buf = malloc(e->meta_size);
+    if (!e->alloc || !e->meta_buf) {
+        embd_fail(err, errlen, "out of memory");
+        goto fail;
+    }
+    return e;
+fail:
+    embd_encoder_free(e);
+    return NULL;
+}
+
+void embd_encoder_free(embd_encoder *e) {
+    if (!e) return;
+    if (e->alloc) ggml_gallocr_free(e->alloc);
+    if (e->backend) ggml_backend_free(e->backend);
+    free(e->meta_buf);
+    free(e->ids);
+    free(e->pos);
+    free(e->sel);
+    free(e->mask);
+    free(e->hidden);
+    free(e);
+}
+
+int embd_encoder_threads(const embd_encoder *e) { return e->n_threads; }
+const embd_model *embd_encoder_model(const embd_encoder *e) { return e->m; }
+
+static struct ggml_tensor *layer_norm(struct ggml_context *c, struct ggml_tensor *x, struct ggml_tensor *w,
+                                      struct ggml_tensor *b, float eps) {
+    return ggml_add(c, ggml_mul(c, ggml_norm(c, x, eps), w), b);
+}
+
+static struct ggml_tensor *linear(struct ggml_context *c, struct ggml_tensor *x, struct ggml_tensor *w,
+                                  struct ggml_tensor *b) {
+    return ggml_add(c, ggml_mul_mat(c, w, x), b);
+}
+
+typedef struct {
+    struct ggml_tensor *ids, *pos, *mask, *sel, *out;
+} graph_io;
+
+/* sel_rows: when > 0, the last layer keeps only these rows (one per sequence: its CLS or last
+ * token) after attention, so its FFN runs on n_seq rows instead of all tokens. */
+static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, graph_io *io) {
+    const embd_model *m = e->m;
+    const embd_model_info *hp = &m->info;
+    const int H = hp->n_embd, nh = hp->n_head, dh = H / nh;
+    struct ggml_init_params ip = {.mem_size = e->meta_size, .mem_buffer = e->meta_buf, .no_alloc = true};
+    struct ggml_context *c = ggml_init(ip);
+    struct ggml_cgraph *gf = ggml_new_graph_custom(c, GRAPH_MAX_NODES, false);
+
+    io->ids = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
+    io->pos = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
+    io->mask = ggml_new_tensor_4d(c, GGML_TYPE_F32, L, L, 1, B);
+    ggml_set_input(io->ids);
+    ggml_set_input(io->pos);
+    ggml_set_input(io->mask);
+    io->sel = NULL;
+    if (select) {
+        io->sel = ggml_new_tensor_1d(c, GGML_TYPE_I32, B);
+        ggml_set_input(io->sel);
+    }
+
+    struct ggml_tensor *x = ggml_get_rows(c, m->tok_embd, io->ids);
+    x = ggml_add(c, x, ggml_get_rows(c, m->pos_embd, io->pos));
+    if (m->type_embd) x = ggml_add(c, x, ggml_view_1d(c, m->type_embd, H, 0)); /* token type 0 */
+    x = layer_norm(c, x, m->embd_norm_w, m->embd_norm_b, hp->ln_eps);
+
+    const float scale = 1.0f / sqrtf((float)dh);
+    for (int il = 0; il < hp->n_layer; il++) {
+        const embd_layer *l = &m->layers[il];
+        const bool last = il == hp->n_layer - 1;
+        struct ggml_tensor *xq = (last && select) ? ggml_get_rows(c, x, io->sel) : x;
+        const int Lq = (last && select) ? 1 : L;
+
+        struct ggml_tensor *q = ggml_reshape_4d(c, linear(c, xq, l->q_w, l->q_b), dh, nh, Lq, B);
+        struct ggml_tensor *k = ggml_reshape_4d(c, linear(c, x, l->k_w, l->k_b), dh, nh, L, B);
+        struct ggml_tensor *v = ggml_reshape_4d(c, linear(c, x, l->v_w, l->v_b), dh, nh, L, B);
+        q = ggml_permute(c, q, 0, 2, 1, 3);             /* [dh, Lq, nh, B] */
+        k = ggml_permute(c, k, 0, 2, 1, 3);             /* [dh, L, nh, B] */
+        v = ggml_cont(c, ggml_permute(c, v, 1, 2, 0, 3)); /* [L, dh, nh, B] */
+
+        struct ggml_tensor *kq = ggml_mul_mat(c, k, q); /* [L, Lq, nh, B] */
+        ggml_prec_set_acc(kq, GGML_PREC_F32); /* f32 accumulation on backends that default lower */
+        kq = ggml_soft_max_ext(c, kq, io->mask, scale, 0.0f);
+        struct ggml_tensor *kqv = ggml_mul_mat(c, v, kq); /* [dh, Lq, nh, B] */
+        struct ggml_tensor *att = ggml_cont_2d(c, ggml_permute(c, kqv, 0, 2, 1, 3), H, (int64_t)Lq * B);
+
+        x = layer_norm(c, ggml_add(c, linear(c, att, l->o_w, l->o_b), xq), l->ln1_w, l->ln1_b, hp->ln_eps);
+        struct ggml_tensor *ff = ggml_gelu_erf(c, linear(c, x, l->up_w, l->up_b));
+        x = layer_norm(c, ggml_add(c, linear(c, ff, l->down_w, l->down_b), x), l->ln2_w, l->ln2_b, hp->ln_eps);
+    }
+    io->out = x;
+    ggml_set_output(x);
+    ggml_build_forward_expand(gf, x);
+    ggml_free(c); /* headers live in meta_buf; ggml_free does not release a caller's buffer */
+    return gf;
+}
+
+static bool grow(void **p, size_t *cap, size_t n, size_t elem) {
+    if (n <= *cap) return true;
+    void *q = realloc(*p, n * elem);
+    if (!q) return false;
+    *p = q;
+    *cap = n;
+    return true;
+}
+
+int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, int n_seq, embd_pooling pool,
+                     float *out, char *err, size_t errlen) {
+    const embd_model_info *hp = &e->m->info;
+    const int H = hp->n_embd;
+    int L = 0;
+    for (int b = 0; b < n_seq; b++) {
+        if (lens[b] < 1 || lens[b] > hp->n_ctx) return embd_fail(err, errlen, "sequence length %d out of range", lens[b]);
+        if (lens[b] > L) L = lens[b];
+    }
+    if (n_seq <= 0) return 0;
+    const size_t nt = (size_t)L * n_seq, nm = (size_t)L * L * n_seq;
+    if (!grow((void **)&e->ids, &e->ids_cap, nt, sizeof *e->ids) || !grow((void **)&e->pos, &e->pos_cap, nt, sizeof *e->pos) ||
+        !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask) ||
+        !grow((void **)&e->sel, &e->sel_cap, (size_t)n_seq, sizeof *e->sel))
+        return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
+
+    const bool select = pool == EMBD_POOL_CLS || pool == EMBD_POOL_LAST;
+    const int32_t pad = 0;
+    for (int b = 0; b < n_seq; b++) {
+        int32_t *row = e->ids + (size_t)b * L, *prow = e->pos + (size_t)b * L;
+        for (int t = 0; t < L; t++) {
+            row[t] = t < lens[b] ? ids[b][t] : pad;
+            prow[t] = t;
+        }
+        for (int t = 0; t < lens[b]; t++)
+            if (row[t] < 0 || row[t] >= hp->n_vocab) return embd_fail(err, errlen, "token id %d out of range", row[t]);
+        float *mrow = e->mask + (size_t)b * L * L;
+        for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0.0f : -INFINITY;
+        for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
+        e->sel[b] = b * L + (pool == EMBD_POOL_LAST ? lens[b] - 1 : 0);
+    }
+
+    graph_io io;
+    struct ggml_cgraph *gf = build(e, L, n_seq, select, &io);
+    if (!ggml_gallocr_alloc_graph(e->alloc, gf))
+        return embd_fail(err, errlen, "cannot allocate compute memory for %d x %d tokens", n_seq, L);
+    ggml_backend_tensor_set(io.ids, e->ids, 0, nt * sizeof *e->ids);
+    ggml_backend_tensor_set(io.pos, e->pos, 0, nt * sizeof *e->pos);
+    ggml_backend_tensor_set(io.mask, e->mask, 0, nm * sizeof *e->mask);
+    if (io.sel) ggml_backend_tensor_set(io.sel, e->sel, 0, (size_t)n_seq * sizeof *e->sel);
+    if (ggml_backend_graph_compute(e->backend, gf) != GGML_STATUS_SUCCESS)
+        return embd_fail(err, errlen, "graph compute failed");
+
+    if (select) {
+        ggml_backend_tensor_get(io.out, out, 0, (size_t)n_seq * H * sizeof(float));
+        return 0;
+    }
+    if (pool != EMBD_POOL_MEAN) return embd_fail(err, errlen, "pooling '%s' is not supported here", embd_pooling_name(pool));
+    if (!grow((void **)&e->hidden, &e->hidden_cap, nt * H, sizeof *e->hidden))
+        return embd_fail(err, errlen, "out of memory reading hidden states");
+    ggml_backend_tensor_get(io.out, e->hidden, 0, nt * H * sizeof(float));
+    for (int b = 0; b < n_seq; b++) {
+        float *o = out + (size_t)b * H;
+        memset(o, 0, (size_t)H * sizeof *o);
+        for (int t = 0; t < lens[b]; t++) {
+            const float *h = e->hidden + ((size_t)b * L + t) * H;
+            for (int i = 0; i < H; i++) o[i] += h[i];
+        }
+        for (int i = 0; i < H; i++) o[i] /= (float)lens[b];
+    }
+    return 0;
+}

@@ -1,0 +1,287 @@
+#include "engine/model.h"
+
+#include <ctype.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ggml-backend.h"
+#include "ggml-cpu.h"
+#include "ggml.h"
+#include "gguf.h"
+#include "util/sys.h"
+
+static const char *POOL_NAMES[] = {"none", "mean", "cls", "last"};
+
+const char *embd_pooling_name(embd_pooling p) {
+    return (p >= EMBD_POOL_NONE && p <= EMBD_POOL_LAST) ? POOL_NAMES[p] : "unspecified";
+}
+
+embd_pooling embd_pooling_parse(const char *s) {
+    for (int i = 0; i <= EMBD_POOL_LAST; i++)
+        if (strcmp(s, POOL_NAMES[i]) == 0) return (embd_pooling)i;
+    return EMBD_POOL_UNSPECIFIED;
+}
+
+/* Integer metadata may be stored with any integer type depending on the converter. */
+static bool kv_int(const struct gguf_context *g, const char *key, long long *out) {
+    int64_t id = gguf_find_key(g, key);
+    if (id < 0) return false;
+    switch (gguf_get_kv_type(g, id)) {
+    case GGUF_TYPE_UINT8: *out = gguf_get_val_u8(g, id); return true;
+    case GGUF_TYPE_INT8: *out = gguf_get_val_i8(g, id); return true;
+    case GGUF_TYPE_UINT16: *out = gguf_get_val_u16(g, id); return true;
+    case GGUF_TYPE_INT16: *out = gguf_get_val_i16(g, id); return true;
+    case GGUF_TYPE_UINT32: *out = gguf_get_val_u32(g, id); return true;
+    case GGUF_TYPE_INT32: *out = gguf_get_val_i32(g, id); return true;
+    case GGUF_TYPE_UINT64: *out = (long long)gguf_get_val_u64(g, id); return true;
+    case GGUF_TYPE_INT64: *out = gguf_get_val_i64(g, id); return true;
+    default: return false;
+    }
+}
+
+static bool kv_arch_int(const struct gguf_context *g, const char *arch, const char *suffix, long long *out) {
+    char key[128];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    return kv_int(g, key, out);
+}
+
+static const char *kv_str(const struct gguf_context *g, const char *key) {
+    int64_t id = gguf_find_key(g, key);
+    if (id < 0 || gguf_get_kv_type(g, id) != GGUF_TYPE_STRING) return NULL;
+    return gguf_get_val_str(g, id);
+}
+
+/* Looks a tensor up and checks its shape, so that a malformed file fails here with a message
+ * instead of asserting inside ggml later. ne1 = 0 means a 1-D tensor. */
+static struct ggml_tensor *want(embd_model *m, const char *name, int64_t ne0, int64_t ne1, char *err,
+                                size_t errlen) {
+    struct ggml_tensor *t = ggml_get_tensor(m->meta, name);
+    if (!t) {
+        embd_fail(err, errlen, "model has no tensor '%s'", name);
+        return NULL;
+    }
+    int64_t e1 = ne1 ? ne1 : 1;
+    if (t->ne[0] != ne0 || t->ne[1] != e1 || t->ne[2] != 1 || t->ne[3] != 1) {
+        embd_fail(err, errlen, "tensor '%s' has shape [%lld,%lld,%lld,%lld], expected [%lld,%lld]", name,
+                  (long long)t->ne[0], (long long)t->ne[1], (long long)t->ne[2], (long long)t->ne[3],
+                  (long long)ne0, (long long)e1);
+        return NULL;
+    }
+    /* Vectors (biases, norms) are added element-wise in f32. */
+    if (!ne1 && t->type != GGML_TYPE_F32) {
+        embd_fail(err, errlen, "tensor '%s' must be f32, is %s", name, ggml_type_name(t->type));
+        return NULL;
+    }
+    return t;
+}
+
+#define WANT(field, name, a, b)                                                                    \
+    do {                                                                                           \
+        if (!((field) = want(m, (name), (a), (b), err, errlen))) goto fail;                        \
+    } while (0)
+
+/* An uncased vocabulary has no uppercase ASCII in its ordinary tokens; GGUF does not record
+ * the normaliser's lowercase flag, so this is how a cased BERT is told apart. */
+static bool vocab_is_uncased(const struct gguf_context *g, int64_t tok_id, const int32_t *types) {
+    size_t n = gguf_get_arr_n(g, tok_id);
+    for (size_t i = 0; i < n; i++) {
+        if (types && types[i] != 1) continue;
+        const char *s = gguf_get_arr_str(g, tok_id, i);
+        if (s[0] == '[') continue;
+        for (const char *c = s; *c; c++)
+            if (isupper((unsigned char)*c)) return false;
+    }
+    return true;
+}
+
+static embd_tokenizer *tokenizer_from_gguf(const struct gguf_context *g, char *err, size_t errlen) {
+    int64_t tid = gguf_find_key(g, "tokenizer.ggml.tokens");
+    if (tid < 0 || gguf_get_kv_type(g, tid) != GGUF_TYPE_ARRAY || gguf_get_arr_type(g, tid) != GGUF_TYPE_STRING) {
+        embd_fail(err, errlen, "model has no tokenizer.ggml.tokens vocabulary");
+        return NULL;
+    }
+    const char *tmodel = kv_str(g, "tokenizer.ggml.model");
+    if (tmodel && strcmp(tmodel, "bert") != 0) {
+        embd_fail(err, errlen, "tokenizer model '%s' is not supported (only WordPiece 'bert')", tmodel);
+        return NULL;
+    }
+    size_t n = gguf_get_arr_n(g, tid);
+    const int32_t *types = NULL;
+    int64_t yid = gguf_find_key(g, "tokenizer.ggml.token_type");
+    if (yid >= 0 && gguf_get_kv_type(g, yid) == GGUF_TYPE_ARRAY && gguf_get_arr_type(g, yid) == GGUF_TYPE_INT32 &&
+        gguf_get_arr_n(g, yid) == n)
+        types = gguf_get_arr_data(g, yid);
+    const char **toks = malloc(n * sizeof *toks);
+    if (!toks) {
+        embd_fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    for (size_t i = 0; i < n; i++) toks[i] = gguf_get_arr_str(g, tid, i);
+    embd_wordpiece_opts o;
+    embd_wordpiece_opts_default(&o);
+    o.lowercase = vocab_is_uncased(g, tid, types);
+    embd_tokenizer *t = embd_tokenizer_new_wordpiece(toks, types, n, &o, err, errlen);
+    free(toks);
+    return t;
+}
+
+embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen) {
+    embd_model *m = calloc(1, sizeof *m);
+    int fd = -1;
+    if (!m) {
+        embd_fail(err, errlen, "out of memory");
+        return NULL;
+    }
+    fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st) != 0) {
+        embd_fail(err, errlen, "cannot open model '%s'", path);
+        goto fail;
+    }
+    if (!S_ISREG(st.st_mode) || st.st_size < 32) {
+        embd_fail(err, errlen, "'%s' is not a GGUF model file", path);
+        goto fail;
+    }
+    struct gguf_init_params gp = {.no_alloc = true, .ctx = &m->meta};
+    m->gguf = gguf_init_from_file(path, gp);
+    if (!m->gguf) {
+        embd_fail(err, errlen, "'%s' is not a valid GGUF file (bad header, metadata or tensor table)", path);
+        goto fail;
+    }
+    const struct gguf_context *g = m->gguf;
+    embd_model_info *in = &m->info;
+    in->file_bytes = (size_t)st.st_size;
+    const char *arch = kv_str(g, "general.architecture");
+    if (!arch) {
+        embd_fail(err, errlen, "model has no general.architecture");
+        goto fail;
+    }
+    if (strcmp(arch, "bert") != 0) {
+        embd_fail(err, errlen, "architecture '%s' is not supported (supported: bert)", arch);
+        goto fail;
+    }
+    snprintf(in->arch, sizeof in->arch, "%s", arch);
+    const char *name = kv_str(g, "general.name");
+    snprintf(in->name, sizeof in->name, "%s", name ? name : "");
+
+    long long v;
+    struct { const char *key; int *dst; } req[] = {
+        {"block_count", &in->n_layer},         {"embedding_length", &in->n_embd},
+        {"attention.head_count", &in->n_head}, {"feed_forward_length", &in->n_ff},
+        {"context_length", &in->n_ctx},
+    };
+    for (size_t i = 0; i < sizeof req / sizeof req[0]; i++) {
+        if (!kv_arch_int(g, arch, req[i].key, &v) || v <= 0 || v > (1 << 20)) {
+            embd_fail(err, errlen, "model metadata %s.%s is missing or out of range", arch, req[i].key);
+            goto fail;
+        }
+        *req[i].dst = (int)v;
+    }
+    if (in->n_embd % in->n_head != 0) {
+        embd_fail(err, errlen, "embedding_length %d is not a multiple of head_count %d", in->n_embd, in->n_head);
+        goto fail;
+    }
+    char key[128];
+    snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", arch);
+    int64_t eid = gguf_find_key(g, key);
+    in->ln_eps = (eid >= 0 && gguf_get_kv_type(g, eid) == GGUF_TYPE_FLOAT32) ? gguf_get_val_f32(g, eid) : 1e-12f;
+    in->pooling = EMBD_POOL_CLS;
+    if (kv_arch_int(g, arch, "pooling_type", &v)) {
+        if (v < EMBD_POOL_NONE || v > EMBD_POOL_LAST) {
+            embd_fail(err, errlen, "pooling_type %lld is not supported for embeddings", v);
+            goto fail;
+        }
+        in->pooling = (embd_pooling)v;
+    }
+
+    /* Map the file: weights stay in the page cache, shared by every process serving it. */
+    m->map_size = (size_t)st.st_size;
+    m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, fd, 0);
+    if (m->map == MAP_FAILED) {
+        m->map = NULL;
+        embd_fail(err, errlen, "cannot mmap '%s'", path);
+        goto fail;
+    }
+    close(fd);
+    fd = -1;
+    m->buf = ggml_backend_cpu_buffer_from_ptr(m->map, m->map_size);
+    if (!m->buf) {
+        embd_fail(err, errlen, "cannot create weight buffer");
+        goto fail;
+    }
+    size_t data_off = gguf_get_data_offset(g);
+    int64_t nt = gguf_get_n_tensors(g);
+    for (int64_t i = 0; i < nt; i++) {
+        const char *tn = gguf_get_tensor_name(g, i);
+        struct ggml_tensor *t = ggml_get_tensor(m->meta, tn);
+        size_t off = data_off + gguf_get_tensor_offset(g, i), nb = ggml_nbytes(t);
+        if (off > m->map_size || nb > m->map_size - off) {
+            embd_fail(err, errlen, "model file is truncated: tensor '%s' lies past the end", tn);
+            goto fail;
+        }
+        if (ggml_backend_tensor_alloc(m->buf, t, (char *)m->map + off) != GGML_STATUS_SUCCESS) {
+            embd_fail(err, errlen, "cannot place tensor '%s'", tn);
+            goto fail;
+        }
+        in->n_params += (size_t)ggml_nelements(t);
+    }
+
+    if (p && p->tokenizer_json)
+        m->tok = embd_tokenizer_from_json_file(p->tokenizer_json, err, errlen);
+    else
+        m->tok = tokenizer_from_gguf(g, err, errlen);
+    if (!m->tok) goto fail;
+    in->n_vocab = (int)embd_tokenizer_vocab_size(m->tok);
+
+    const int H = in->n_embd, F = in->n_ff;
+    struct ggml_tensor *tt = ggml_get_tensor(m->meta, "token_types.weight");
+    in->n_token_types = tt ? (int)tt->ne[1] : 0;
+    WANT(m->tok_embd, "token_embd.weight", H, in->n_vocab);
+    WANT(m->pos_embd, "position_embd.weight", H, in->n_ctx);
+    if (in->n_token_types > 0) WANT(m->type_embd, "token_types.weight", H, in->n_token_types);
+    WANT(m->embd_norm_w, "token_embd_norm.weight", H, 0);
+    WANT(m->embd_norm_b, "token_embd_norm.bias", H, 0);
+    m->layers = calloc((size_t)in->n_layer, sizeof *m->layers);
+    if (!m->layers) {
+        embd_fail(err, errlen, "out of memory");
+        goto fail;
+    }
+    for (int il = 0; il < in->n_layer; il++) {
+        embd_layer *l = &m->layers[il];
+        char n[96];
+#define W(field, suffix, a, b)                                                                     \
+    snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                                                \
+    WANT(l->field, n, a, b)
+        W(q_w, "attn_q.weight", H, H); W(q_b, "attn_q.bias", H, 0);
+        W(k_w, "attn_k.weight", H, H); W(k_b, "attn_k.bias", H, 0);
+        W(v_w, "attn_v.weight", H, H); W(v_b, "attn_v.bias", H, 0);
+        W(o_w, "attn_output.weight", H, H); W(o_b, "attn_output.bias", H, 0);
+        W(ln1_w, "attn_output_norm.weight", H, 0); W(ln1_b, "attn_output_norm.bias", H, 0);
+        W(up_w, "ffn_up.weight", H, F); W(up_b, "ffn_up.bias", F, 0);
+        W(down_w, "ffn_down.weight", F, H); W(down_b, "ffn_down.bias", H, 0);
+        W(ln2_w, "layer_output_norm.weight", H, 0); W(ln2_b, "layer_output_norm.bias", H, 0);
+#undef W
+    }
+    snprintf(in->weight_type, sizeof in->weight_type, "%s", ggml_type_name(m->layers[0].q_w->type));
+    return m;
+fail:
+    if (fd >= 0) close(fd);
+    embd_model_free(m);
+    return NULL;
+}
+
+void embd_model_free(embd_model *m) {
+    if (!m) return;
+    embd_tokenizer_free(m->tok);
+    free(m->layers);
+    if (m->buf) ggml_backend_buffer_free(m->buf);
+    if (m->map) munmap(m->map, m->map_size);
+    if (m->meta) ggml_free(m->meta);
+    if (m->gguf) gguf_free(m->gguf);
+    free(m);
+}

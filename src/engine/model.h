@@ -1,0 +1,65 @@
+/* A GGUF encoder model: hyperparameters, weights (mmapped, zero-copy) and tokenizer. */
+#ifndef EMBD_MODEL_H
+#define EMBD_MODEL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "tokenizer/tokenizer.h"
+
+struct ggml_tensor;
+
+/* Values match llama.cpp's enum llama_pooling_type as stored in GGUF `<arch>.pooling_type`. */
+typedef enum {
+    EMBD_POOL_UNSPECIFIED = -1,
+    EMBD_POOL_NONE = 0,
+    EMBD_POOL_MEAN = 1,
+    EMBD_POOL_CLS = 2,
+    EMBD_POOL_LAST = 3,
+} embd_pooling;
+
+const char *embd_pooling_name(embd_pooling p);
+embd_pooling embd_pooling_parse(const char *s); /* EMBD_POOL_UNSPECIFIED if unknown */
+
+typedef struct {
+    char arch[32];
+    char name[128];
+    int n_layer, n_embd, n_head, n_ff, n_ctx, n_vocab, n_token_types;
+    float ln_eps;
+    embd_pooling pooling;
+    char weight_type[16]; /* ggml type name of the attention/FFN matrices */
+    size_t file_bytes;
+    size_t n_params;
+} embd_model_info;
+
+typedef struct {
+    struct ggml_tensor *q_w, *q_b, *k_w, *k_b, *v_w, *v_b, *o_w, *o_b;
+    struct ggml_tensor *ln1_w, *ln1_b, *up_w, *up_b, *down_w, *down_b, *ln2_w, *ln2_b;
+} embd_layer;
+
+struct gguf_context;
+struct ggml_context;
+struct ggml_backend_buffer;
+
+struct embd_model {
+    embd_model_info info;
+    embd_tokenizer *tok;
+    struct ggml_tensor *tok_embd, *pos_embd, *type_embd, *embd_norm_w, *embd_norm_b;
+    embd_layer *layers;
+    /* owned resources */
+    struct gguf_context *gguf;
+    struct ggml_context *meta; /* tensor headers; data lives in the mapping */
+    struct ggml_backend_buffer *buf;
+    void *map;
+    size_t map_size;
+};
+typedef struct embd_model embd_model;
+
+typedef struct {
+    const char *tokenizer_json; /* optional HF tokenizer.json overriding the GGUF vocabulary */
+} embd_model_params;
+
+embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen);
+void embd_model_free(embd_model *m);
+
+#endif

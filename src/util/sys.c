@@ -1,0 +1,68 @@
+#include "util/sys.h"
+
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+double embd_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static size_t status_kib(const char *key) {
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kib = 0, klen = strlen(key);
+    while (fgets(line, sizeof line, f)) {
+        if (strncmp(line, key, klen) == 0 && line[klen] == ':') {
+            kib = (size_t)strtoull(line + klen + 1, NULL, 10);
+            break;
+        }
+    }
+    fclose(f);
+    return kib * 1024;
+}
+
+size_t embd_peak_rss_bytes(void) { return status_kib("VmHWM"); }
+size_t embd_rss_bytes(void) { return status_kib("VmRSS"); }
+
+/* cgroup v2 cpu.max "quota period": a container limited to 2 CPUs on a 64-core host must not
+ * start 64 threads. */
+static int cgroup_cpu_limit(void) {
+    FILE *f = fopen("/sys/fs/cgroup/cpu.max", "r");
+    if (!f) return 0;
+    char quota[32] = {0};
+    long period = 0;
+    int n = fscanf(f, "%31s %ld", quota, &period);
+    fclose(f);
+    if (n != 2 || strcmp(quota, "max") == 0 || period <= 0) return 0;
+    long q = atol(quota);
+    int cpus = (int)((q + period - 1) / period);
+    return cpus > 0 ? cpus : 0;
+}
+
+int embd_cpu_count(void) {
+    int n = 0;
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) == 0) n = CPU_COUNT(&set);
+    if (n <= 0) n = (int)sysconf(_SC_NPROCESSORS_ONLN);
+    int lim = cgroup_cpu_limit();
+    if (lim > 0 && lim < n) n = lim;
+    return n > 0 ? n : 1;
+}
+
+int embd_fail(char *err, size_t errlen, const char *fmt, ...) {
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}

@@ -1,0 +1,16 @@
+/* Small OS helpers shared by the CLI, engine and server. */
+#ifndef EMBD_SYS_H
+#define EMBD_SYS_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+double embd_now(void);              /* monotonic seconds */
+size_t embd_peak_rss_bytes(void);   /* VmHWM of this process, 0 if unknown */
+size_t embd_rss_bytes(void);        /* VmRSS of this process, 0 if unknown */
+int embd_cpu_count(void);           /* CPUs this process may run on (affinity, cgroup quota) */
+
+/* snprintf into err (if non-NULL) and return -1: keeps error paths one line long. */
+int embd_fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+#endif
