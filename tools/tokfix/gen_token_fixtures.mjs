@@ -1,0 +1,165 @@
+// Writes tests/fixtures/tokens_*.jsonl: reference token ids from transformers.js, offline.
+//   cd tools/tokfix && npm install --ignore-scripts && node gen_token_fixtures.mjs [model...]
+// Each line: {"id": <source id>, "text": <the text>, "ids": [ids with [CLS]/[SEP], no truncation]}.
+// JSON.stringify writes a lone surrogate as "\ud800"; the C side runs embd_json_fix_surrogates
+// before jansson. Synthetic files start with a {"id": "@config", ...} line that says how to build
+// their tokenizer: "base" (a model directory) plus optional "added_tokens" appended to it.
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AutoTokenizer, BertTokenizer, env } from '@huggingface/transformers';
+
+const here = dirname(fileURLToPath(import.meta.url));
+const repo = resolve(here, '..', '..');
+const shared = resolve(process.env.EMBD_SHARED_DIR ?? join(repo, '..', 'shared'));
+const models = join(shared, 'models');
+const fixtures = join(repo, 'tests', 'fixtures');
+
+env.allowRemoteModels = false;
+env.allowLocalModels = true;
+env.localModelPath = models + '/';
+env.useFSCache = false;
+
+const readJsonl = (p) => readFileSync(p, 'utf8').split('\n').filter((l) => l.length).map((l) => JSON.parse(l));
+
+// AutoTokenizer needs tokenizer_config.json; bge-small-en-v1.5 ships tokenizer.json alone, so
+// build the tokenizer class from the JSON directly there (the encoding does not depend on it).
+async function loadTokenizer(name, extraAdded = null) {
+  const dir = join(models, name);
+  if (!extraAdded && existsSync(join(dir, 'tokenizer_config.json')))
+    return AutoTokenizer.from_pretrained(name, { local_files_only: true });
+  const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
+  if (json.model?.type !== 'WordPiece') throw new Error(`${name}: not a WordPiece tokenizer`);
+  if (extraAdded) json.added_tokens = [...json.added_tokens, ...extraAdded];
+  const cfgPath = join(dir, 'tokenizer_config.json');
+  const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, 'utf8')) : {};
+  return new BertTokenizer(json, cfg);
+}
+
+function write(file, lines) {
+  const text = lines.map((l) => JSON.stringify(l)).join('\n') + '\n';
+  writeFileSync(join(fixtures, file), text);
+  console.log(`${file}: ${lines.length} lines, ${text.length} bytes`);
+}
+
+const encodeAll = (tok, texts) => texts.map(({ id, text }) => ({ id, text, ids: tok.encode(text) }));
+
+// ---- corpus texts: all edge cases, every 60th numpy chunk
+const edge = readJsonl(join(shared, 'corpus', 'edge_cases.jsonl'));
+const numpy = readJsonl(join(shared, 'corpus', 'numpy_chunks.jsonl')).filter((_, i) => i % 60 === 0);
+const corpus = [...edge, ...numpy].map(({ id, text }) => ({ id, text }));
+
+// ---- stress texts: Unicode corners and deterministic random strings
+function stressTexts() {
+  const t = [];
+  const add = (id, text) => t.push({ id: `stress_${String(t.length).padStart(4, '0')}_${id}`, text });
+  const cp = (...c) => String.fromCodePoint(...c);
+  for (const s of ['ΣΑΣ', 'Σ', 'AΣ', 'AΣB', 'AΣ.', 'A\u0301Σ', 'AΣ\u0301', 'AΣ\u0301b', 'ΣΣ', 'A Σ', 'ὈΔΥΣΣΕΎΣ',
+    'ΑΣ\'Β', 'a.Σ', 'aΣ\u00ADb', 'AΣ\u200Db', 'AΣ\u00AD', 'Σ:', 'ʰΣ', 'ΑΣ:Β', 'ΑΣ[CLS]', 'ΑΣ 中', 'ΑΣ中',
+    'İstanbul', 'İ', 'İ\u0301', 'ǅungla ǅ', 'ﬃ ß ẞ', 'K Å ℃'])
+    add('case', s);
+  for (const s of ['한국어 텍스트', '\u1100\u1161\u11A8', 'ひらがな カタカナ ｶﾀｶﾅ', cp(0x20000, 0x2A6D6) + '𠀀a',
+    '中' + cp(0x20000) + '文', '\uF900\uFA6D\u3400\u4DBF\u9FFF', '\u3007\u303B', cp(0x2F800, 0x30000, 0x31350)])
+    add('cjk', s);
+  // canonical reordering of marks that survive accent stripping (Mc with a combining class)
+  for (const s of ['x' + cp(0x1D16D, 0x1D165) + 'y', cp(0x1D15F, 0x1D16D, 0x1D165), 'a' + cp(0x1D16D) + '\u0301' + cp(0x1D165),
+    'b' + (cp(0x1D16D, 0x1D165) + '\u0301\u0316').repeat(40), 'q\u0F71\u0F72\u0F74' + cp(0x1D16E, 0x1D16D),
+    'ȩ̨̧̨̧' + '\u0301\u0316'.repeat(200) + 'end', 'ḉ ṩ ǖ ᾂ ự', 'e\u0302\u0323 e\u0323\u0302'])
+    add('marks', s);
+  let c0 = '';
+  for (let i = 0; i < 0x20; i++) c0 += String.fromCharCode(i) + 'x';
+  add('c0', c0);
+  let c1 = '';
+  for (let i = 0x7F; i < 0xA0; i++) c1 += String.fromCharCode(i) + 'y';
+  add('c1', c1);
+  add('format', 'a\uFEFFb\u200Bc\u200Cd\u200De\u2060f\u00ADg\u180Eh\u061Ci\u2066j' + cp(0xE0001, 0xE0041) + 'k' + cp(0x1D173) + 'l');
+  add('spaces', 'a\u0009b\u000Ac\u000Bd\u000Ce\u000Df\u0020g\u00A0h\u1680i\u2000j\u2005k\u200Al\u2028m\u2029n\u202Fo\u205Fp\u3000q\u0085r\u001Cs\u001Ft');
+  add('private', '\uE000x\uF8FF ' + cp(0xF0000) + ' ' + cp(0x10FFFD) + ' \uFFFE\uFFFF ' + cp(0x1FFFE) + ' \u0378 ' + cp(0xE01F0) + ' \uFFFD!');
+  add('lone_surrogates', 'a\uD800b \uDC00c \uDBFF\uDBFFd \uDFFF');
+  add('word_100', 'a'.repeat(100));
+  add('word_101', 'a'.repeat(101));
+  add('word_100_accented', 'é'.repeat(100) + ' ' + 'e\u0301'.repeat(100) + ' ' + 'é'.repeat(101));
+  add('word_cjk_split', '中'.repeat(150));
+  add('unmatchable', 'abc☃def xyz😀 ☃ 😀a a😀');
+  add('hashes', 'a##b ## ###c ##ing');
+  add('subwords', 'unaffordable electroencephalographically antidisestablishmentarianism tokenization');
+  add('special_literals', '[CLS][SEP][PAD][MASK][UNK] [cls] [CLS [CLS]] [[CLS]] x[SEP]y [MASK]ed');
+  add('bracket_ctrl', '[C\u0001LS] [CL\uD800S] [CLS\u200B]');
+  add('punct_unicode', '¡¿«»‹›„“”‘’‚‐‑‒–—―…‥·•‧′″※‼⁇⁈⁉⸘⸮、。〃〈〉《》「」『』【】〔〕〜〝〞〟・！＂＃％＆＇（）＊，－．／：；？＠［＼］＿｛｝');
+  add('symbols', '$+<=>^`|~ €£¥© ® ™ ° ± × ÷ ∑ ∞ ≠ ≤ ≥ ← → ↑ ↓ ♠ ♣ ♥ ♦ ✓ ✗ ★');
+  add('digits', '٠١٢٣٤٥٦٧٨٩ ०१२३ ①②③ ¹²³ ½¼ Ⅻ ⅻ 𝟘𝟙𝟚');
+  // characters where Node's Unicode is newer than utf8proc's
+  const delta = [0x897, 0x1ACF, 0x1B4E, 0x1B7F, 0x1C89, 0xA7CB, 0xA7CC, 0xA7DC, 0x105C9, 0x10D50, 0x10D6E, 0x113BB,
+    0x113D4, 0x1171E, 0x16D68, 0x16EA0, 0x1E5FF, 0x11B60];
+  for (const d of delta) add('newer_unicode', 'A' + cp(d) + 'B ' + cp(d) + ' x' + cp(d));
+  // deterministic random strings over weighted ranges
+  let seed = 0x9e3779b9;
+  const rnd = () => {
+    seed ^= seed << 13; seed >>>= 0; seed ^= seed >>> 17; seed ^= seed << 5; seed >>>= 0;
+    return seed / 4294967296;
+  };
+  const pick = (a, b) => a + Math.floor(rnd() * (b - a + 1));
+  const ranges = [
+    [30, () => pick(0x20, 0x7E)], [6, () => pick(0x00, 0x20)], [8, () => pick(0xA0, 0x24F)],
+    [8, () => pick(0x300, 0x36F)], [6, () => pick(0x370, 0x4FF)], [3, () => 0x3A3],
+    [6, () => pick(0x3000, 0x30FF)], [6, () => pick(0x4E00, 0x9FFF)], [4, () => pick(0xAC00, 0xD7A3)],
+    [8, () => { let c; do c = pick(0x80, 0xFFFF); while (c >= 0xD800 && c <= 0xDFFF); return c; }],
+    [5, () => pick(0x10000, 0x10FFFF)], [3, () => pick(0x1F300, 0x1FAFF)], [3, () => pick(0x1D100, 0x1D1FF)],
+    [2, () => pick(0x2000, 0x206F)], [2, () => -1],
+  ];
+  const total = ranges.reduce((s, [w]) => s + w, 0);
+  for (let n = 0; n < 1500; n++) {
+    const len = pick(1, 60);
+    let s = '';
+    for (let i = 0; i < len; i++) {
+      let r = rnd() * total;
+      const [, f] = ranges.find(([w]) => (r -= w) < 0) ?? ranges[0];
+      const c = f();
+      s += c < 0 ? (rnd() < 0.5 ? '\uD83D' : '\uDE00') + 'z' : cp(c); // lone surrogate, never paired
+    }
+    add('random', s);
+  }
+  return t;
+}
+
+// ---- added tokens with flags (appended to bge-small-en-v1.5's), and texts that exercise them
+const ADDED = [
+  { id: 30522, content: '<ent>', single_word: false, lstrip: true, rstrip: true, normalized: false, special: true },
+  { id: 30523, content: '<entity>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+  { id: 30524, content: 'Foo Bar', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+  { id: 30525, content: 'naïve', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+  { id: 30526, content: 'embd', single_word: true, lstrip: false, rstrip: false, normalized: false, special: false },
+  { id: 30527, content: 'ΣΑΣ', single_word: false, lstrip: false, rstrip: true, normalized: false, special: false },
+  { id: 30528, content: '##xyz', single_word: false, lstrip: false, rstrip: false, normalized: false, special: false },
+  { id: 30529, content: 'qqqz', single_word: false, lstrip: false, rstrip: false, normalized: false, special: false },
+  { id: 2003, content: 'is', single_word: false, lstrip: false, rstrip: false, normalized: true, special: false },
+  { id: 30530, content: '[cls]', single_word: false, lstrip: false, rstrip: false, normalized: true, special: true },
+  { id: 30531, content: ' spaced ', single_word: false, lstrip: true, rstrip: false, normalized: false, special: false },
+  { id: 30532, content: '<dup>', single_word: false, lstrip: true, rstrip: true, normalized: false, special: true },
+  { id: 30533, content: '<dup>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
+  { content: 'noflags', id: 30534 },
+];
+
+function addedTexts() {
+  const t = [];
+  const add = (text) => t.push({ id: `added_${String(t.length).padStart(3, '0')}`, text });
+  for (const s of ['a <ent> b', 'a<ent>b', 'a  \t<ent>\n  b', '<entity> <ent> <enti', '<ent><ent>  <ent>',
+    'Foo Bar foo bar FOO BAR foobar Foo  Bar', 'naïve naive NAÏVE naïveté', 'embd embdx xembd EMBD embd.',
+    'ΣΑΣ ΣΑΣ. σας ΣΑΣΣ   after', '##xyz abcxyz xyz ##xyzz', 'qqqz QQQZ qqqzz aqqqz', 'this is his island',
+    '[cls] [CLS] [Cls] x[cls]y', 'a spaced b  spaced c', 'x <dup> y<dup>z', 'noflags NOFLAGS', ' <ent> ', '<ent>',
+    '', '   ', 'Foo Bar', 'is']) add(s);
+  return [...t, ...edge.map(({ id, text }) => ({ id, text })), ...numpy.slice(0, 40)];
+}
+
+const wanted = process.argv.slice(2);
+const all = ['bge-small-en-v1.5', 'all-MiniLM-L6-v2'];
+for (const name of wanted.length ? wanted : all) {
+  if (!existsSync(join(models, name, 'tokenizer.json'))) throw new Error(`${name}: no tokenizer.json`);
+  write(`tokens_${name}.jsonl`, encodeAll(await loadTokenizer(name), corpus));
+}
+if (!wanted.length) {
+  const base = 'bge-small-en-v1.5';
+  write('tokens_stress.jsonl', [{ id: '@config', base }, ...encodeAll(await loadTokenizer(base), stressTexts())]);
+  write('tokens_added.jsonl', [{ id: '@config', base, added_tokens: ADDED },
+    ...encodeAll(await loadTokenizer(base, ADDED), addedTexts())]);
+}
