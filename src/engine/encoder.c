@@ -119,8 +119,9 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, gra
         struct ggml_tensor *q = ggml_reshape_4d(c, linear(c, xq, l->q_w, l->q_b), dh, nh, Lq, B);
         struct ggml_tensor *k = ggml_reshape_4d(c, linear(c, x, l->k_w, l->k_b), dh, nh, L, B);
         struct ggml_tensor *v = ggml_reshape_4d(c, linear(c, x, l->v_w, l->v_b), dh, nh, L, B);
-        q = ggml_permute(c, q, 0, 2, 1, 3);             /* [dh, Lq, nh, B] */
-        k = ggml_permute(c, k, 0, 2, 1, 3);             /* [dh, L, nh, B] */
+        /* contiguous copies let ggml use its blocked GEMM instead of strided dot products */
+        q = ggml_cont(c, ggml_permute(c, q, 0, 2, 1, 3)); /* [dh, Lq, nh, B] */
+        k = ggml_cont(c, ggml_permute(c, k, 0, 2, 1, 3)); /* [dh, L, nh, B] */
         v = ggml_cont(c, ggml_permute(c, v, 1, 2, 0, 3)); /* [L, dh, nh, B] */
 
         struct ggml_tensor *kq = ggml_mul_mat(c, k, q); /* [L, Lq, nh, B] */
@@ -159,6 +160,9 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         if (lens[b] > L) L = lens[b];
     }
     if (n_seq <= 0) return 0;
+    /* ggml's tiled f32 GEMM needs the reduction length (keys) in multiples of 8; padded keys are
+     * masked, so rounding up only costs a few wasted columns. */
+    L = (L + 7) & ~7;
     const size_t nt = (size_t)L * n_seq, nm = (size_t)L * L * n_seq;
     if (!grow((void **)&e->ids, &e->ids_cap, nt, sizeof *e->ids) || !grow((void **)&e->pos, &e->pos_cap, nt, sizeof *e->pos) ||
         !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask) ||
@@ -171,7 +175,7 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         int32_t *row = e->ids + (size_t)b * L, *prow = e->pos + (size_t)b * L;
         for (int t = 0; t < L; t++) {
             row[t] = t < lens[b] ? ids[b][t] : pad;
-            prow[t] = t;
+            prow[t] = t < hp->n_ctx ? t : hp->n_ctx - 1;
         }
         for (int t = 0; t < lens[b]; t++)
             if (row[t] < 0 || row[t] >= hp->n_vocab) return embd_fail(err, errlen, "token id %d out of range", row[t]);
