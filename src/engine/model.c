@@ -15,6 +15,22 @@
 #include "gguf.h"
 #include "util/sys.h"
 
+/* ggml and gguf print diagnostics on stderr; embd reports its own one-line errors instead, and
+ * passes ggml's through only with EMBD_DEBUG=1. */
+static void ggml_log_filter(enum ggml_log_level level, const char *text, void *ud) {
+    (void)level;
+    if (*(const bool *)ud) fputs(text, stderr);
+}
+
+static void quiet_ggml_once(void) {
+    static bool debug, done;
+    if (done) return;
+    done = true;
+    const char *d = getenv("EMBD_DEBUG");
+    debug = d && *d && strcmp(d, "0") != 0;
+    ggml_log_set(ggml_log_filter, &debug);
+}
+
 static const char *POOL_NAMES[] = {"none", "mean", "cls", "last"};
 
 const char *embd_pooling_name(embd_pooling p) {
@@ -131,6 +147,7 @@ static embd_tokenizer *tokenizer_from_gguf(const struct gguf_context *g, char *e
 }
 
 embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen) {
+    quiet_ggml_once();
     embd_model *m = calloc(1, sizeof *m);
     int fd = -1;
     if (!m) {
