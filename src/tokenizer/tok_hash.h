@@ -1,5 +1,7 @@
-/* Byte-string -> int32 map for the vocabulary: open addressing with linear probing, keys kept in
- * one arena, load factor <= 1/2. Lookups can hash a prefix and a key without concatenating them. */
+/* Byte-string -> int32 map for the vocabulary: open addressing with linear probing over 8-byte
+ * slots (a 32-bit tag and an entry index), so that the misses WordPiece makes mostly stay in the
+ * small slot array; keys live in one arena. Lookups can hash a prefix and a key without
+ * concatenating them. */
 #ifndef EMBD_TOK_HASH_H
 #define EMBD_TOK_HASH_H
 
@@ -9,14 +11,20 @@
 #include <string.h>
 
 typedef struct {
-    uint64_t hash;
-    uint32_t off, len; /* key in the arena; len == UINT32_MAX: empty slot */
-    int32_t val;
+    uint32_t tag; /* 0: empty */
+    uint32_t idx; /* into entries */
 } tok_hslot;
 
 typedef struct {
+    uint32_t off, len; /* key in the arena */
+    int32_t val;
+} tok_hent;
+
+typedef struct {
     tok_hslot *slots;
-    size_t mask, count;
+    size_t mask;
+    tok_hent *ents;
+    size_t count, ents_cap;
     char *arena;
     size_t arena_len, arena_cap;
     size_t max_len; /* longest key */
@@ -35,12 +43,18 @@ static inline uint64_t tok_hash(uint64_t h, const void *p, size_t n)
     return h;
 }
 
-static inline size_t tok_hash_slot(uint64_t h, size_t mask)
+/* FNV's low bits are weak: mix before splitting into slot index (low) and tag (high). */
+static inline uint64_t tok_hash_mix(uint64_t h)
 {
-    h ^= h >> 29; /* FNV's low bits are weak: mix before masking */
+    h ^= h >> 29;
     h *= 0xbf58476d1ce4e5b9ull;
     h ^= h >> 32;
-    return (size_t)h & mask;
+    return h;
+}
+
+static inline uint32_t tok_hash_tag(uint64_t mixed)
+{
+    return (uint32_t)(mixed >> 32) | 1u;
 }
 
 bool tok_htab_init(tok_htab *t, size_t expected);
@@ -56,13 +70,18 @@ static inline int32_t tok_htab_get2(const tok_htab *t, uint64_t hash, const void
 {
     if (plen + len > t->max_len)
         return -1;
-    for (size_t i = tok_hash_slot(hash, t->mask);; i = (i + 1) & t->mask) {
-        const tok_hslot *s = &t->slots[i];
-        if (s->len == UINT32_MAX)
+    uint64_t m = tok_hash_mix(hash);
+    uint32_t tag = tok_hash_tag(m);
+    for (size_t i = (size_t)m & t->mask;; i = (i + 1) & t->mask) {
+        tok_hslot s = t->slots[i];
+        if (!s.tag)
             return -1;
-        if (s->hash == hash && s->len == plen + len && memcmp(t->arena + s->off, pre, plen) == 0 &&
-            memcmp(t->arena + s->off + plen, key, len) == 0)
-            return s->val;
+        if (s.tag != tag)
+            continue;
+        const tok_hent *e = &t->ents[s.idx];
+        if (e->len == plen + len && memcmp(t->arena + e->off, pre, plen) == 0 &&
+            memcmp(t->arena + e->off + plen, key, len) == 0)
+            return e->val;
     }
 }
 

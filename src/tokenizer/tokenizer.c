@@ -204,14 +204,69 @@ static bool reorder_run(uint32_t *v, size_t n)
     return true;
 }
 
+static bool reserve_out(scratch *sc, size_t nbytes, size_t noffs)
+{
+    if (nbytes > sc->bytes_cap) {
+        free(sc->bytes);
+        sc->bytes_cap = nbytes + 64;
+        sc->bytes = malloc(sc->bytes_cap);
+        if (!sc->bytes) {
+            sc->bytes_cap = 0;
+            return false;
+        }
+    }
+    if (noffs > sc->offs_cap) {
+        free(sc->offs);
+        sc->offs_cap = noffs + 64;
+        sc->offs = malloc(sc->offs_cap * sizeof *sc->offs);
+        if (!sc->offs) {
+            sc->offs_cap = 0;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* The normalizer for pure ASCII in one pass; false (nothing to undo) at the first other byte. */
+static bool normalize_ascii(const embd_tokenizer *t, const uint8_t *s, size_t n, scratch *sc)
+{
+    const embd_wordpiece_opts *o = &t->opts;
+    cpbuf *cps = &sc->a;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = s[i];
+        if (c >= 0x80)
+            return false;
+        unsigned f = tu_ascii_flags[c];
+        if (o->clean_text) {
+            if ((f & TU_CTRL) && c != '\t' && c != '\n' && c != '\r')
+                continue; /* NUL included */
+            if (f & TU_SPACE)
+                c = ' ';
+        }
+        if (o->lowercase && c >= 'A' && c <= 'Z')
+            c += 32;
+        sc->bytes[k] = c;
+        cps->v[k] = c;
+        sc->offs[k] = (uint32_t)k;
+        k++;
+    }
+    sc->offs[k] = (uint32_t)k;
+    cps->n = k;
+    sc->cps = cps;
+    return true;
+}
+
 /* BertNormalizer of valid UTF-8 s[0..n) into sc->cps / sc->bytes / sc->offs. */
 static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scratch *sc)
 {
     const embd_wordpiece_opts *o = &t->opts;
     cpbuf *in = &sc->a, *out = &sc->b;
     in->n = 0;
-    if (!cp_reserve(in, n + 16))
+    if (!cp_reserve(in, n + 16) || !reserve_out(sc, n, n + 1))
         return false;
+    if (normalize_ascii(t, s, n, sc))
+        return true;
     /* clean_text + handle_chinese_chars */
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -297,24 +352,8 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
         out = x;
     }
     sc->cps = in;
-    if (in->n * 4 > sc->bytes_cap) {
-        free(sc->bytes);
-        sc->bytes_cap = in->n * 4 + 64;
-        sc->bytes = malloc(sc->bytes_cap);
-        if (!sc->bytes) {
-            sc->bytes_cap = 0;
-            return false;
-        }
-    }
-    if (in->n + 1 > sc->offs_cap) {
-        free(sc->offs);
-        sc->offs_cap = in->n + 64;
-        sc->offs = malloc(sc->offs_cap * sizeof *sc->offs);
-        if (!sc->offs) {
-            sc->offs_cap = 0;
-            return false;
-        }
-    }
+    if (!reserve_out(sc, in->n * 4, in->n + 1))
+        return false;
     size_t nb = 0;
     for (size_t i = 0; i < in->n; i++) {
         sc->offs[i] = (uint32_t)nb;
@@ -781,10 +820,9 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
     }
     /* ids: added_tokens_map first, so a vocabulary string that is an added token's (normalized)
      * content maps to that token */
-    for (size_t i = 0; i <= t->added.mask; i++) {
-        const tok_hslot *s = &t->added.slots[i];
-        if (s->len != UINT32_MAX)
-            tok_htab_update(&t->vocab, t->added.arena + s->off, s->len, t->atoks[s->val].id);
+    for (size_t i = 0; i < t->added.count; i++) {
+        const tok_hent *e = &t->added.ents[i];
+        tok_htab_update(&t->vocab, t->added.arena + e->off, e->len, t->atoks[e->val].id);
     }
     t->unk_id = final_id(t, unk);
     t->cls_id = final_id(t, cls);
@@ -954,7 +992,8 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
         o.clean_text = jtrue(norm, "clean_text");
         o.handle_chinese_chars = jtrue(norm, "handle_chinese_chars");
         o.lowercase = jtrue(norm, "lowercase");
-        o.strip_accents = (!sa || json_is_null(sa)) ? -1 : jtrue(norm, "strip_accents") ? 1 : 0;
+        /* JS: lowercase ? strip_accents !== false : !!strip_accents */
+        o.strip_accents = json_is_false(sa) ? 0 : jtrue(norm, "strip_accents") ? 1 : -1;
     } else {
         o.clean_text = o.handle_chinese_chars = o.lowercase = false;
         o.strip_accents = 0;

@@ -1,5 +1,7 @@
-/* Text -> token ids, identical to Hugging Face `tokenizers` for the model's tokenizer.
- * The engine never calls llama.cpp's tokenizer: it differs from HF on edge cases. */
+/* Text -> token ids, identical to Hugging Face tokenizers as transformers.js implements them (the
+ * reference of tests/fixtures/tokens_*.jsonl; tools/tokfix regenerates them). Where it and the
+ * Rust `tokenizers` differ, tokenizer.c says which way this goes. The engine never calls
+ * llama.cpp's tokenizer: it differs from HF on edge cases. Thread-safe: encode keeps no state. */
 #ifndef EMBD_TOKENIZER_H
 #define EMBD_TOKENIZER_H
 
@@ -22,7 +24,9 @@ void embd_wordpiece_opts_default(embd_wordpiece_opts *o); /* bert-base-uncased d
 
 /* From a vocabulary (id = index). token_types: GGUF tokenizer.ggml.token_type values or NULL;
  * tokens of type 2 (unknown), 3 (control) and 4 (user-defined) are "added tokens": matched
- * literally in the raw input as HF does. With NULL, [PAD] [UNK] [CLS] [SEP] [MASK] are. */
+ * literally in the raw input as HF does. With NULL, [PAD] [UNK] [CLS] [SEP] [MASK] are.
+ * A vocabulary in llama.cpp's converted form (no "##" token, word starts marked U+2581) is
+ * converted back. opts NULL: defaults. */
 embd_tokenizer *embd_tokenizer_new_wordpiece(const char *const *tokens, const int32_t *token_types,
                                              size_t n_tokens, const embd_wordpiece_opts *opts,
                                              char *err, size_t errlen);
@@ -54,7 +58,8 @@ typedef struct {
 
 /* Encodes text (len bytes, may contain NUL) as [CLS] pieces... [SEP]. max_tokens > 0 truncates the
  * pieces (right side, as HF "longest_first" on one sequence) so that n <= max_tokens, keeping
- * [CLS] and [SEP]; 0 means no limit. out->ids may be NULL/cap 0 initially; reuse across calls. */
+ * [CLS] and [SEP] (max_tokens 1 keeps [CLS] alone); 0 means no limit. out->ids may be NULL/cap 0
+ * initially; reuse across calls. On error out->n is 0. */
 int embd_tokenizer_encode(const embd_tokenizer *t, const char *text, size_t len, size_t max_tokens,
                           embd_tokens *out, size_t *err_offset);
 void embd_tokens_free(embd_tokens *tk);

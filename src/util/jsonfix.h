@@ -12,7 +12,8 @@
  *
  * The tokenizer then sees U+FFFD where JavaScript sees the lone surrogate; BertNormalizer's
  * clean_text drops both (U+FFFD explicitly, the surrogate as \p{Cs}), so the ids match
- * transformers.js. */
+ * transformers.js (tests/fixtures: edge_33_lone_surrogate_escape and the stress texts; without
+ * clean_text both are a character outside the vocabulary, [UNK] alike). */
 size_t embd_json_fix_surrogates(char *json, size_t len);
 
 #endif

@@ -81,7 +81,7 @@ typedef struct {
 typedef struct {
     char name[256];
     char base[256];
-    json_t *added; /* extra added_tokens from the @config line, or NULL */
+    json_t *config; /* the @config line of a synthetic fixture, or NULL */
     fx_line *lines;
     size_t n;
     bool saw_lone_surrogate_escape;
@@ -95,7 +95,7 @@ static void fixture_free(fixture *f)
         free(f->lines[i].ids);
     }
     free(f->lines);
-    json_decref(f->added);
+    json_decref(f->config);
     memset(f, 0, sizeof *f);
 }
 
@@ -134,7 +134,7 @@ static void fixture_load(fixture *f, const char *dir, const char *file)
                 const char *base = json_string_value(json_object_get(j, "base"));
                 assert_non_null(base);
                 snprintf(f->base, sizeof f->base, "%s", base);
-                f->added = json_incref(json_object_get(j, "added_tokens"));
+                f->config = json_incref(j);
             } else {
                 if (f->n == cap) {
                     cap = cap ? cap * 2 : 512;
@@ -164,19 +164,29 @@ static void fixture_load(fixture *f, const char *dir, const char *file)
 
 /* ---------------------------------------------------------------- tokenizer builders */
 
-static embd_tokenizer *tok_from_json(const char *base, const json_t *extra_added)
+/* tokenizer.json of base, patched as the generator did: added_tokens appended, normalizer
+ * replaced, model members merged. */
+static embd_tokenizer *tok_from_json(const char *base, const json_t *config)
 {
     char err[256] = "";
     const char *path = path_of(g_shared, "models", base);
     path = path_of(path, "tokenizer.json", NULL);
     embd_tokenizer *t;
-    if (!extra_added) {
+    if (!config) {
         t = embd_tokenizer_from_json_file(path, err, sizeof err);
     } else {
         json_error_t e;
         json_t *root = json_load_file(path, 0, &e);
         assert_non_null(root);
-        json_array_extend(json_object_get(root, "added_tokens"), (json_t *)extra_added);
+        const json_t *added = json_object_get(config, "added_tokens");
+        const json_t *norm = json_object_get(config, "normalizer");
+        const json_t *model = json_object_get(config, "model");
+        if (added)
+            json_array_extend(json_object_get(root, "added_tokens"), (json_t *)added);
+        if (norm)
+            json_object_set(root, "normalizer", (json_t *)norm);
+        if (model)
+            json_object_update(json_object_get(root, "model"), (json_t *)model);
         char *text = json_dumps(root, 0);
         t = embd_tokenizer_from_json(text, strlen(text), err, sizeof err);
         free(text);
@@ -188,9 +198,26 @@ static embd_tokenizer *tok_from_json(const char *base, const json_t *extra_added
     return t;
 }
 
+/* The options a @config line asks for (JS truthiness, as transformers.js reads them). */
+static void config_opts(const json_t *config, embd_wordpiece_opts *o)
+{
+    embd_wordpiece_opts_default(o);
+    const json_t *norm = json_object_get(config, "normalizer");
+    const json_t *mc = json_object_get(json_object_get(config, "model"), "max_input_chars_per_word");
+    if (norm) {
+        const json_t *sa = json_object_get(norm, "strip_accents");
+        o->clean_text = json_is_true(json_object_get(norm, "clean_text"));
+        o->handle_chinese_chars = json_is_true(json_object_get(norm, "handle_chinese_chars"));
+        o->lowercase = json_is_true(json_object_get(norm, "lowercase"));
+        o->strip_accents = json_is_null(sa) ? -1 : json_is_true(sa) ? 1 : 0;
+    }
+    if (mc)
+        o->max_input_chars_per_word = (int)json_integer_value(mc);
+}
+
 /* Vocabulary array + GGUF-style types from tokenizer.json: special added tokens are control (3),
  * others user-defined (4). */
-static embd_tokenizer *tok_from_arrays(const char *base)
+static embd_tokenizer *tok_from_arrays(const char *base, const embd_wordpiece_opts *opts)
 {
     json_error_t e;
     json_t *root = json_load_file(path_of(path_of(g_shared, "models", base), "tokenizer.json", NULL), 0, &e);
@@ -214,7 +241,7 @@ static embd_tokenizer *tok_from_arrays(const char *base)
         types[id] = json_is_true(json_object_get(val, "special")) ? 3 : 4;
     }
     char err[256] = "";
-    embd_tokenizer *t = embd_tokenizer_new_wordpiece(toks, types, n, NULL, err, sizeof err);
+    embd_tokenizer *t = embd_tokenizer_new_wordpiece(toks, types, n, opts, err, sizeof err);
     if (!t)
         print_error("arrays: %s\n", err);
     assert_non_null(t);
@@ -230,7 +257,7 @@ static const char *gguf_path(void)
 }
 
 /* tokenizer.ggml.tokens / token_type, as llama.cpp stores them (phantom-space vocabulary). */
-static embd_tokenizer *tok_from_gguf(const char *path)
+static embd_tokenizer *tok_from_gguf(const char *path, const embd_wordpiece_opts *opts)
 {
     struct gguf_init_params params = {.no_alloc = true, .ctx = NULL};
     struct gguf_context *g = gguf_init_from_file(path, params);
@@ -245,7 +272,7 @@ static embd_tokenizer *tok_from_gguf(const char *path)
     for (size_t i = 0; i < n; i++)
         toks[i] = gguf_get_arr_str(g, kt, i);
     char err[256] = "";
-    embd_tokenizer *t = embd_tokenizer_new_wordpiece(toks, gguf_get_arr_data(g, ky), n, NULL, err, sizeof err);
+    embd_tokenizer *t = embd_tokenizer_new_wordpiece(toks, gguf_get_arr_data(g, ky), n, opts, err, sizeof err);
     if (!t)
         print_error("gguf: %s\n", err);
     assert_non_null(t);
@@ -307,7 +334,6 @@ static void test_parity(void **state)
     closedir(d);
 
     bool have_gguf = file_exists(gguf_path());
-    embd_tokenizer *gguf_tok = have_gguf ? tok_from_gguf(gguf_path()) : NULL;
     if (!have_gguf)
         printf("tokenizer parity: %s not found, GGUF vocabulary not checked\n", gguf_path());
     size_t texts = 0, bad = 0, bge_lines = 0, minilm_lines = 0, surrogate_files = 0, gguf_checked = 0;
@@ -319,24 +345,27 @@ static void test_parity(void **state)
         if (!strcmp(names[k], "tokens_all-MiniLM-L6-v2.jsonl"))
             minilm_lines = f.n;
         surrogate_files += f.saw_lone_surrogate_escape;
-        embd_tokenizer *tj = tok_from_json(f.base, f.added);
+        embd_tokenizer *tj = tok_from_json(f.base, f.config);
         bad += check_parity(tj, &f, "tokenizer.json");
         texts += f.n;
-        if (!f.added) { /* the array constructors carry no added-token flags */
-            embd_tokenizer *ta = tok_from_arrays(f.base);
+        if (!json_object_get(f.config, "added_tokens")) { /* arrays carry no added-token flags */
+            embd_wordpiece_opts o;
+            config_opts(f.config, &o);
+            embd_tokenizer *ta = tok_from_arrays(f.base, &o);
             bad += check_parity(ta, &f, "vocab array");
             texts += f.n;
             embd_tokenizer_free(ta);
-            if (gguf_tok && !strcmp(f.base, BGE)) {
-                bad += check_parity(gguf_tok, &f, "gguf vocab");
+            if (have_gguf && !strcmp(f.base, BGE)) {
+                embd_tokenizer *tg = tok_from_gguf(gguf_path(), &o);
+                bad += check_parity(tg, &f, "gguf vocab");
                 texts += f.n;
                 gguf_checked++;
+                embd_tokenizer_free(tg);
             }
         }
         embd_tokenizer_free(tj);
         fixture_free(&f);
     }
-    embd_tokenizer_free(gguf_tok);
     printf("tokenizer parity: %zu texts, %zu mismatches\n", texts, bad);
     assert_int_equal(bad, 0);
     /* the fixtures this test is about must be there: 47 edge cases + >= 300 numpy chunks */
@@ -594,8 +623,9 @@ static void test_buffer_reuse(void **state)
 {
     (void)state;
     const embd_tokenizer *t = bge();
-    const char *texts[] = {"short", "a much longer text with many words in it, repeated: one two three four "
-                                    "five six seven eight nine ten eleven twelve thirteen fourteen",
+    const char *texts[] = {"short",
+                           ("a much longer text with many words in it, repeated: one two three four "
+                            "five six seven eight nine ten eleven twelve thirteen fourteen"),
                            "", "x", "mid length text here"};
     embd_tokens shared = {0};
     for (int round = 0; round < 3; round++) {

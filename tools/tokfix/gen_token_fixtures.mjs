@@ -3,7 +3,8 @@
 // Each line: {"id": <source id>, "text": <the text>, "ids": [ids with [CLS]/[SEP], no truncation]}.
 // JSON.stringify writes a lone surrogate as "\ud800"; the C side runs embd_json_fix_surrogates
 // before jansson. Synthetic files start with a {"id": "@config", ...} line that says how to build
-// their tokenizer: "base" (a model directory) plus optional "added_tokens" appended to it.
+// their tokenizer from "base" (a model directory): "added_tokens" are appended to its added
+// tokens, "normalizer" replaces its normalizer, "model" is merged into its model.
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -24,13 +25,15 @@ const readJsonl = (p) => readFileSync(p, 'utf8').split('\n').filter((l) => l.len
 
 // AutoTokenizer needs tokenizer_config.json; bge-small-en-v1.5 ships tokenizer.json alone, so
 // build the tokenizer class from the JSON directly there (the encoding does not depend on it).
-async function loadTokenizer(name, extraAdded = null) {
+async function loadTokenizer(name, config = null) {
   const dir = join(models, name);
-  if (!extraAdded && existsSync(join(dir, 'tokenizer_config.json')))
+  if (!config && existsSync(join(dir, 'tokenizer_config.json')))
     return AutoTokenizer.from_pretrained(name, { local_files_only: true });
   const json = JSON.parse(readFileSync(join(dir, 'tokenizer.json'), 'utf8'));
   if (json.model?.type !== 'WordPiece') throw new Error(`${name}: not a WordPiece tokenizer`);
-  if (extraAdded) json.added_tokens = [...json.added_tokens, ...extraAdded];
+  if (config?.added_tokens) json.added_tokens = [...json.added_tokens, ...config.added_tokens];
+  if (config?.normalizer) json.normalizer = config.normalizer;
+  if (config?.model) Object.assign(json.model, config.model);
   const cfgPath = join(dir, 'tokenizer_config.json');
   const cfg = existsSync(cfgPath) ? JSON.parse(readFileSync(cfgPath, 'utf8')) : {};
   return new BertTokenizer(json, cfg);
@@ -138,6 +141,13 @@ const ADDED = [
   { id: 30532, content: '<dup>', single_word: false, lstrip: true, rstrip: true, normalized: false, special: true },
   { id: 30533, content: '<dup>', single_word: false, lstrip: false, rstrip: false, normalized: false, special: true },
   { content: 'noflags', id: 30534 },
+  // canonical ordering: the normalized content is sorted by combining class, texts need not be
+  { id: 30535, content: 'x\u{1D16D}\u{1D165}', normalized: true, special: false },
+  { id: 30536, content: 'q' + '\u{1D16D}\u{1D165}'.repeat(40), normalized: true, special: false },
+  // "Dup" and "dup" normalize alike: a lookup of the raw trimmed text finds the first, the
+  // normalized split the second, so lstrip/rstrip trims show in the ids
+  { id: 30537, content: 'Dup', normalized: true, special: false },
+  { id: 30538, content: 'dup', normalized: true, special: false },
 ];
 
 function addedTexts() {
@@ -147,7 +157,10 @@ function addedTexts() {
     'Foo Bar foo bar FOO BAR foobar Foo  Bar', 'naïve naive NAÏVE naïveté', 'embd embdx xembd EMBD embd.',
     'ΣΑΣ ΣΑΣ. σας ΣΑΣΣ   after', '##xyz abcxyz xyz ##xyzz', 'qqqz QQQZ qqqzz aqqqz', 'this is his island',
     '[cls] [CLS] [Cls] x[cls]y', 'a spaced b  spaced c', 'x <dup> y<dup>z', 'noflags NOFLAGS', ' <ent> ', '<ent>',
-    '', '   ', 'Foo Bar', 'is']) add(s);
+    '', '   ', 'Foo Bar', 'is', 'x\u{1D16D}\u{1D165} x\u{1D165}\u{1D16D} X\u{1D165}\u{1D16D}\u0301',
+    'q' + '\u{1D165}\u{1D16D}'.repeat(40), 'q' + '\u{1D165}'.repeat(40) + '\u{1D16D}'.repeat(40),
+    'q' + '\u{1D16D}\u{1D165}'.repeat(39), 'Dup <ent> Dup', 'Dup<ent>Dup', 'Dup <entity> Dup', 'DUP dup Dup',
+    'Dup\t<ent>\u3000Dup', 'Foo\tBar Foo\u00A0Bar Foo\u3000Bar Foo\u200BBar Foo\u0301 Bar', 'Foo\n\nBar']) add(s);
   return [...t, ...edge.map(({ id, text }) => ({ id, text })), ...numpy.slice(0, 40)];
 }
 
@@ -159,7 +172,20 @@ for (const name of wanted.length ? wanted : all) {
 }
 if (!wanted.length) {
   const base = 'bge-small-en-v1.5';
-  write('tokens_stress.jsonl', [{ id: '@config', base }, ...encodeAll(await loadTokenizer(base), stressTexts())]);
-  write('tokens_added.jsonl', [{ id: '@config', base, added_tokens: ADDED },
-    ...encodeAll(await loadTokenizer(base, ADDED), addedTexts())]);
+  const stress = stressTexts();
+  write('tokens_stress.jsonl', [{ id: '@config', base }, ...encodeAll(await loadTokenizer(base), stress)]);
+  const added = { base, added_tokens: ADDED };
+  write('tokens_added.jsonl', [{ id: '@config', ...added }, ...encodeAll(await loadTokenizer(base, added), addedTexts())]);
+  // other BertNormalizer settings and a small max_input_chars_per_word, on fewer texts
+  const some = [...stress.filter((x) => !x.id.includes('random')), ...stress.filter((x) => x.id.includes('random')).slice(0, 400), ...edge];
+  const bert = (o) => ({ type: 'BertNormalizer', clean_text: true, handle_chinese_chars: true, strip_accents: null, lowercase: true, ...o });
+  const variants = {
+    cased: { normalizer: bert({ lowercase: false }) },
+    nostrip: { normalizer: bert({ strip_accents: false }), model: { max_input_chars_per_word: 12 } },
+    noclean: { normalizer: bert({ clean_text: false, handle_chinese_chars: false, strip_accents: true }) },
+  };
+  for (const [name, v] of Object.entries(variants)) {
+    const config = { base, ...v };
+    write(`tokens_${name}.jsonl`, [{ id: '@config', ...config }, ...encodeAll(await loadTokenizer(base, config), some)]);
+  }
 }
