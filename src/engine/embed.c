@@ -13,6 +13,7 @@ void embd_opts_default(embd_opts *o) {
     o->normalize = true;
     o->truncate = true;
     o->batch_tokens = 4096;
+    o->attn_bytes = 24u << 20;
 }
 
 typedef struct {
@@ -35,8 +36,7 @@ static void l2_normalize(float *v, int n) {
     for (int i = 0; i < n; i++) v[i] *= inv;
 }
 
-static embd_pooling resolve_pooling(const embd_encoder *enc, const embd_model_info *hp, const embd_opts *o) {
-    (void)enc;
+static embd_pooling resolve_pooling(const embd_model_info *hp, const embd_opts *o) {
     return o->pooling == EMBD_POOL_UNSPECIFIED ? hp->pooling : o->pooling;
 }
 
@@ -60,8 +60,9 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
     for (size_t i = 0; i < ns;) {
         /* Sorted descending, so the first sequence sets the padded length of the batch. */
         const size_t L = (size_t)seqs[i].len;
+        const size_t attn_per_seq = L * L * (size_t)hp->n_head * sizeof(float);
         size_t nb = 0;
-        while (i + nb < ns && (nb == 0 || (nb + 1) * L <= o->batch_tokens)) {
+        while (i + nb < ns && (nb == 0 || ((nb + 1) * L <= o->batch_tokens && (nb + 1) * attn_per_seq <= o->attn_bytes))) {
             ids[nb] = seqs[i + nb].ids;
             lens[nb] = seqs[i + nb].len;
             nb++;
@@ -87,10 +88,9 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
     return 0;
 }
 
-static int check_opts(const embd_encoder *enc, const embd_opts *o, embd_pooling *pool, char *err, size_t errlen) {
-    (void)enc;
-    if (*pool != EMBD_POOL_CLS && *pool != EMBD_POOL_MEAN && *pool != EMBD_POOL_LAST)
-        return embd_fail(err, errlen, "pooling '%s' does not give one vector per text", embd_pooling_name(*pool));
+static int check_opts(const embd_opts *o, embd_pooling pool, char *err, size_t errlen) {
+    if (pool != EMBD_POOL_CLS && pool != EMBD_POOL_MEAN && pool != EMBD_POOL_LAST)
+        return embd_fail(err, errlen, "pooling '%s' does not give one vector per text", embd_pooling_name(pool));
     if (o->batch_tokens < 1) return embd_fail(err, errlen, "batch_tokens must be >= 1");
     return 0;
 }
@@ -99,8 +99,8 @@ int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t
                       float *out, embd_item *res, char *err, size_t errlen) {
     const embd_model *m = embd_encoder_model(enc);
     const embd_model_info *hp = &m->info;
-    embd_pooling pool = resolve_pooling(enc, hp, o);
-    if (check_opts(enc, o, &pool, err, errlen)) return -1;
+    embd_pooling pool = resolve_pooling(hp, o);
+    if (check_opts(o, pool, err, errlen)) return -1;
     const int ctx = effective_ctx(hp, o);
     memset(out, 0, n * (size_t)hp->n_embd * sizeof *out);
     seq *seqs = malloc((n ? n : 1) * sizeof *seqs);
@@ -124,6 +124,14 @@ int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t
         }
         const int32_t *s = ids[i];
         size_t len = n_ids[i];
+        size_t bad = 0;
+        while (bad < len && s[bad] >= 0 && s[bad] < hp->n_vocab) bad++;
+        if (bad < len) {
+            r->status = EMBD_ITEM_FAILED;
+            snprintf(r->message, sizeof r->message, "token id %d at position %zu is outside the vocabulary (0..%d)",
+                     (int)s[bad], bad, hp->n_vocab - 1);
+            continue;
+        }
         if (len > (size_t)ctx) {
             if (!o->truncate) {
                 r->status = EMBD_ITEM_TOO_LONG;
@@ -150,8 +158,8 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
                      float *out, embd_item *res, char *err, size_t errlen) {
     const embd_model *m = embd_encoder_model(enc);
     const embd_model_info *hp = &m->info;
-    embd_pooling pool = resolve_pooling(enc, hp, o);
-    if (check_opts(enc, o, &pool, err, errlen)) return -1;
+    embd_pooling pool = resolve_pooling(hp, o);
+    if (check_opts(o, pool, err, errlen)) return -1;
     const int ctx = effective_ctx(hp, o);
     memset(out, 0, n * (size_t)hp->n_embd * sizeof *out);
     embd_tokens *tk = calloc(n ? n : 1, sizeof *tk);

@@ -15,6 +15,8 @@ typedef struct {
     bool truncate;        /* false: over-long items fail with EMBD_ITEM_TOO_LONG */
     int max_tokens;       /* 0 or > context: the model's context */
     size_t batch_tokens;  /* padded tokens per forward pass (memory and speed knob) */
+    size_t attn_bytes;    /* cap on one pass's attention scores (L*L*heads*seqs floats): long
+                             sequences get fewer per pass, so peak memory does not grow with L^2 */
     /* called after each forward pass with the items and tokens finished so far */
     void (*progress)(void *ud, size_t items_done, size_t tokens_done);
     void *progress_ud;
