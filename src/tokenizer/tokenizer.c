@@ -23,16 +23,15 @@
 typedef struct {
     char *content; /* valid UTF-8 */
     size_t len;
-    char *norm; /* normalized content when normalized */
-    size_t norm_len;
     int32_t id;
-    bool lstrip, rstrip, single_word, normalized, special;
+    bool lstrip, rstrip, normalized, special; /* single_word is ignored, as transformers.js does */
 } added_tok;
 
 /* Byte trie of added-token contents; leftmost-longest matching like DictionarySplitter. */
 typedef struct {
-    int32_t child, sibling, tok; /* tok: index into added tokens ending here, or -1 */
+    int32_t child, sibling;
     uint8_t byte;
+    bool end; /* a content ends here */
 } trie_node;
 
 typedef struct {
@@ -101,7 +100,6 @@ static bool cp_reserve(cpbuf *b, size_t extra)
 
 typedef struct {
     size_t start, end; /* byte range (raw) or code point range (normalized) */
-    int32_t tok;       /* added token index when the section text is one, else -1 */
 } section;
 
 typedef struct {
@@ -109,7 +107,7 @@ typedef struct {
     size_t n, cap;
 } secbuf;
 
-static bool sec_push(secbuf *b, size_t start, size_t end, int32_t tok)
+static bool sec_push(secbuf *b, size_t start, size_t end)
 {
     if (b->n == b->cap) {
         size_t cap = b->cap ? b->cap * 2 : 16;
@@ -119,7 +117,7 @@ static bool sec_push(secbuf *b, size_t start, size_t end, int32_t tok)
         b->v = v;
         b->cap = cap;
     }
-    b->v[b->n++] = (section){start, end, tok};
+    b->v[b->n++] = (section){start, end};
     return true;
 }
 
@@ -375,7 +373,7 @@ static int32_t trie_new_node(trie *tr, uint8_t byte)
         tr->nodes = v;
         tr->cap = cap;
     }
-    tr->nodes[tr->n] = (trie_node){-1, -1, -1, byte};
+    tr->nodes[tr->n] = (trie_node){-1, -1, byte, false};
     return (int32_t)tr->n++;
 }
 
@@ -386,7 +384,7 @@ static bool trie_init(trie *tr)
     return trie_new_node(tr, 0) == 0;
 }
 
-static bool trie_add(trie *tr, const char *s, size_t len, int32_t tok)
+static bool trie_add(trie *tr, const char *s, size_t len)
 {
     if (!len) /* DictionarySplitter never matches an empty token */
         return true;
@@ -405,14 +403,14 @@ static bool trie_add(trie *tr, const char *s, size_t len, int32_t tok)
         }
         node = c;
     }
-    tr->nodes[node].tok = tok;
+    tr->nodes[node].end = true;
     tr->first[(uint8_t)s[0]] = true;
     tr->empty = false;
     return true;
 }
 
-/* Longest token starting at s[0]; returns its length (0: none) and the token in *tok. */
-static size_t trie_match(const trie *tr, const uint8_t *s, size_t n, int32_t *tok)
+/* Length of the longest content starting at s[0] (0: none). */
+static size_t trie_match(const trie *tr, const uint8_t *s, size_t n)
 {
     size_t best = 0;
     int32_t node = 0;
@@ -423,10 +421,8 @@ static size_t trie_match(const trie *tr, const uint8_t *s, size_t n, int32_t *to
         if (c < 0)
             break;
         node = c;
-        if (tr->nodes[node].tok >= 0) {
+        if (tr->nodes[node].end)
             best = i + 1;
-            *tok = tr->nodes[node].tok;
-        }
     }
     return best;
 }
@@ -531,8 +527,7 @@ static bool split_sections(const embd_tokenizer *t, const trie *tr, const uint8_
     size_t n = offs ? ncp : nb, start = 0;
     for (size_t i = 0; i < n;) {
         size_t bi = offs ? offs[i] : i;
-        int32_t tok = -1;
-        size_t mlen = tr->first[b[bi]] ? trie_match(tr, b + bi, nb - bi, &tok) : 0;
+        size_t mlen = tr->first[b[bi]] ? trie_match(tr, b + bi, nb - bi) : 0;
         if (!mlen) {
             i++;
             continue;
@@ -544,20 +539,17 @@ static bool split_sections(const embd_tokenizer *t, const trie *tr, const uint8_
         } else {
             j = i + mlen;
         }
-        if (i > start && !sec_push(out, start, i, -1))
-            return false;
-        if (!sec_push(out, i, j, tok))
+        if ((i > start && !sec_push(out, start, i)) || !sec_push(out, i, j))
             return false;
         i = start = j;
     }
-    if (start < n && !sec_push(out, start, n, -1))
+    if (start < n && !sec_push(out, start, n))
         return false;
     /* lstrip / rstrip: trim JS whitespace of the neighbouring sections */
     for (size_t k = 0; k < out->n; k++) {
         section *sec = &out->v[k];
         size_t b0 = offs ? offs[sec->start] : sec->start, b1 = offs ? offs[sec->end] : sec->end;
         int32_t a = added_lookup(t, b + b0, b1 - b0);
-        sec->tok = a;
         if (a < 0)
             continue;
         if (t->atoks[a].lstrip && k > 0) {
@@ -594,7 +586,7 @@ static bool encode_text(const embd_tokenizer *t, const uint8_t *text, size_t len
 {
     if (!t->n_atoks) {
         sc->secs.n = 0;
-        if (len && !sec_push(&sc->secs, 0, len, -1))
+        if (len && !sec_push(&sc->secs, 0, len))
             return false;
     } else if (!split_sections(t, &t->raw_trie, text, len, NULL, 0, &sc->secs)) {
         return false;
@@ -616,7 +608,7 @@ static bool encode_text(const embd_tokenizer *t, const uint8_t *text, size_t len
             continue;
         sc->subs.n = 0;
         if (t->norm_trie.empty) {
-            if (!sec_push(&sc->subs, 0, ncp, -1))
+            if (!sec_push(&sc->subs, 0, ncp))
                 return false;
         } else if (!split_sections(t, &t->norm_trie, sc->bytes, sc->offs[ncp], sc->offs, ncp, &sc->subs)) {
             return false;
@@ -695,10 +687,8 @@ void embd_tokenizer_free(embd_tokenizer *t)
         return;
     tok_htab_free(&t->vocab);
     tok_htab_free(&t->added);
-    for (size_t i = 0; i < t->n_atoks; i++) {
+    for (size_t i = 0; i < t->n_atoks; i++)
         free(t->atoks[i].content);
-        free(t->atoks[i].norm);
-    }
     free(t->atoks);
     free(t->raw_trie.nodes);
     free(t->norm_trie.nodes);
@@ -765,7 +755,6 @@ static bool add_token(embd_tokenizer *t, const added_tok *a, size_t *cap)
     }
     added_tok *d = &t->atoks[t->n_atoks];
     *d = *a;
-    d->norm = NULL;
     d->content = dup_bytes(a->content, a->len);
     if (!d->content)
         return false;
@@ -809,12 +798,11 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
         if (a->normalized) {
             if (!normalize(t, (const uint8_t *)a->content, a->len, &sc))
                 goto oom;
-            a->norm_len = sc.offs[sc.cps->n];
-            a->norm = dup_bytes((const char *)sc.bytes, a->norm_len);
-            if (!a->norm || !tok_htab_put(&t->added, a->norm, a->norm_len, (int32_t)i) ||
-                !trie_add(&t->norm_trie, a->norm, a->norm_len, (int32_t)i))
+            size_t nl = sc.offs[sc.cps->n];
+            if (!tok_htab_put(&t->added, sc.bytes, nl, (int32_t)i) ||
+                !trie_add(&t->norm_trie, (const char *)sc.bytes, nl))
                 goto oom;
-        } else if (!trie_add(&t->raw_trie, a->content, a->len, (int32_t)i)) {
+        } else if (!trie_add(&t->raw_trie, a->content, a->len)) {
             goto oom;
         }
     }
@@ -1053,7 +1041,6 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
             .id = (int32_t)json_integer_value(json_object_get(val, "id")),
             .lstrip = jtrue(val, "lstrip"),
             .rstrip = jtrue(val, "rstrip"),
-            .single_word = jtrue(val, "single_word"),
             .special = jtrue(val, "special"),
         };
         const json_t *nv = json_object_get(val, "normalized");
