@@ -5,7 +5,8 @@ Written from the architecture (post-LN BERT, as in the original paper / HF BertM
 llama.cpp's graph. Each sequence runs alone, so no padding or attention mask is needed.
 
     from bert_ref import BertRef
-    ref = BertRef("model.gguf")             # gelu="erf" (HF) or "tanh" (llama.cpp's approximation)
+    ref = BertRef("model.gguf")             # gelu: "erf" (HF, default), "tanh" (llama.cpp's formula),
+                                            # "tanh-f16" (llama.cpp CPU's fp16 table; cross-checks only)
     vecs = ref.embed([[101, 7592, 102]])    # (N, d) pooled per metadata, L2-normalised
 
 CLI (debugging): bert_ref.py MODEL --ids 101,7592,102 [--ids ...] | --ids-jsonl FILE  -> JSONL on stdout
@@ -47,12 +48,13 @@ _ERF_TABLE = _build_erf_table()
 def erf(x):
     x = np.asarray(x, dtype=np.float64)
     t = np.abs(x)
-    idx = np.minimum((t * (1.0 / _ERF_STEP)).astype(np.intp), _ERF_PIECES - 1)
+    idx = np.fmin(t * (1.0 / _ERF_STEP), _ERF_PIECES - 1).astype(np.intp)  # fmin: NaN -> last piece
     u = (t - (idx + 0.5) * _ERF_STEP) * (2.0 / _ERF_STEP)
     y = _ERF_TABLE[-1][idx]
-    for k in range(_ERF_TABLE.shape[0] - 2, -1, -1):  # Horner
-        y *= u
-        y += _ERF_TABLE[k][idx]
+    with np.errstate(over="ignore", invalid="ignore"):  # huge |x| overflows here; replaced below
+        for k in range(_ERF_TABLE.shape[0] - 2, -1, -1):  # Horner
+            y *= u
+            y += _ERF_TABLE[k][idx]
     y = np.where(t >= _ERF_STEP * _ERF_PIECES, 1.0, y)
     return np.copysign(y, x)
 
@@ -63,6 +65,16 @@ def gelu_erf(x):
 
 def gelu_tanh(x):
     return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x ** 3)))
+
+
+def gelu_tanh_f16(x):
+    """llama.cpp's CPU GELU, for cross-checking only: input rounded to fp16, tanh GELU looked up in an
+    fp16 table; |x| >= 10 bypasses the table."""
+    y = gelu_tanh(x.astype(np.float16).astype(np.float64)).astype(np.float16).astype(np.float64)
+    return np.where(x <= -10.0, 0.0, np.where(x >= 10.0, x, y))
+
+
+GELU = {"erf": gelu_erf, "tanh": gelu_tanh, "tanh-f16": gelu_tanh_f16}
 
 
 def matmul(x, w):
@@ -98,7 +110,7 @@ class BertRef:
         self.eps = float(kv("bert.attention.layer_norm_epsilon"))
         self.pooling = POOLING_NAMES[int(kv("bert.pooling_type", 0))]
         self.sep_id = int(kv("tokenizer.ggml.seperator_token_id", 102))
-        self.gelu = {"erf": gelu_erf, "tanh": gelu_tanh}[gelu]
+        self.gelu = GELU[gelu]
 
         self.w = {}
         for t in r.tensors:
@@ -167,7 +179,7 @@ def main():
     ap.add_argument("model")
     ap.add_argument("--ids", action="append", default=[], help="comma-separated token ids (repeatable)")
     ap.add_argument("--ids-jsonl", help='JSONL with {"id":..., "ids":[...]} per line')
-    ap.add_argument("--gelu", choices=["erf", "tanh"], default="erf")
+    ap.add_argument("--gelu", choices=sorted(GELU), default="erf")
     ap.add_argument("--pooling", choices=["cls", "mean", "last", "none"], help="default: from metadata")
     ap.add_argument("--no-normalize", action="store_true")
     ap.add_argument("--truncate", action="store_true", help="truncate to the model context like HF")
