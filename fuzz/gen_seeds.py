@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+"""Regenerates the seed corpora fuzz/corpus/<target>/ (deterministic; small files only) from
+../shared/corpus/edge_cases.jsonl, hand-written cases and tiny GGUFs made by tools/gen_random_model.py.
+
+  /usr/bin/python3 fuzz/gen_seeds.py        (needs numpy and llama.cpp's gguf-py, as that tool does)
+"""
+import json
+import os
+import shutil
+import struct
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("EMBD_SHARED_DIR") or os.path.join(ROOT, "..", "shared")
+OUT = os.path.join(ROOT, "fuzz", "corpus")
+MAX_GGUF = 200 * 1024
+
+
+def write(target, name, data):
+    d = os.path.join(OUT, target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode("utf-8"))
+
+
+def edge_cases():
+    with open(os.path.join(SHARED, "corpus", "edge_cases.jsonl"), "rb") as f:
+        for raw in f:
+            obj = json.loads(raw)
+            # surrogatepass: the lone-surrogate case becomes the invalid UTF-8 bytes ED A0 80
+            yield obj["id"], raw.rstrip(b"\n"), obj["text"].encode("utf-8", "surrogatepass")
+
+
+def cut_utf8(b, n):
+    """At most n bytes, not splitting a character."""
+    if len(b) <= n:
+        return b
+    while n and (b[n] & 0xC0) == 0x80:
+        n -= 1
+    return b[:n]
+
+
+def tokenizer_seeds():
+    for i, (name, _, text) in enumerate(edge_cases()):
+        # byte 0: tokenizer variant << 6 | max_tokens (mostly unlimited, some tight limits)
+        sel = (i % 4) << 6 | (0, 0, 1, 2, 3, 5, 8, 63)[i % 8]
+        write("fuzz_tokenizer", name, bytes([sel]) + cut_utf8(text, 256))
+    for name, text in {"special_literals": b"[CLS] hello [SEP][MASK] [unused0] [UNK]",
+                       "invalid_ff": b"ok \xff",
+                       "truncated_2byte": b"caf\xc3",
+                       "overlong_slash": b"a\xc0\xafb",
+                       "surrogate_utf8": b"a\xed\xa0\x80b",
+                       "above_10ffff": b"\xf4\x90\x80\x80",
+                       "nul_inside": b"a\x00b c\x00"}.items():
+        write("fuzz_tokenizer", name, b"\x04" + text)
+
+
+def jsonfix_seeds():
+    for name, line, _ in edge_cases():
+        if len(line) <= 400:
+            write("fuzz_jsonfix", name, line)
+    for name, text in {"lone_high": r'{"text":"a\ud800b"}',
+                       "lone_low": r'{"text":"\udc00"}',
+                       "valid_pair": r'{"text":"\ud83d\ude00"}',
+                       "high_high_low": r'["\ud800\ud800\udc00"]',
+                       "escaped_backslash": r'{"text":"\\ud800"}',
+                       "high_then_bad_escape": r'"\uD800\u12"',
+                       "unterminated": r'{"text":"\ud8',
+                       "outside_string": r'\ud800 {"a":"\uDBFF"}',
+                       "nul_escape": r'{"text":"a\u0000b"}',
+                       "quote_escape": r'{"t\"\ud800":"\"\udfff\\"}'}.items():
+        write("fuzz_jsonfix", name, text)
+
+
+def micro_tokenizer(**over):
+    """A bge-style tokenizer.json with a 28-token vocabulary."""
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "the", "a", "hello", "world", "un", "##aff",
+             "##able", "##s", "##ing", ",", ".", "!", "'", "-", "\u4f60", "\u597d", "w", "##\u00f6",
+             "##rld", "x", "##x", "1", "##2"]
+    special = lambda i, w: {"id": i, "content": w, "single_word": False, "lstrip": False, "rstrip": False,
+                            "normalized": False, "special": True}
+    tj = {"version": "1.0", "truncation": None, "padding": None,
+          "added_tokens": [special(i, w) for i, w in enumerate(words[:5])],
+          "normalizer": {"type": "BertNormalizer", "clean_text": True, "handle_chinese_chars": True,
+                         "strip_accents": None, "lowercase": True},
+          "pre_tokenizer": {"type": "BertPreTokenizer"},
+          "post_processor": {"type": "TemplateProcessing",
+                             "single": [{"SpecialToken": {"id": "[CLS]", "type_id": 0}},
+                                        {"Sequence": {"id": "A", "type_id": 0}},
+                                        {"SpecialToken": {"id": "[SEP]", "type_id": 0}}],
+                             "special_tokens": {"[CLS]": {"id": "[CLS]", "ids": [2], "tokens": ["[CLS]"]},
+                                                "[SEP]": {"id": "[SEP]", "ids": [3], "tokens": ["[SEP]"]}}},
+          "decoder": {"type": "WordPiece", "prefix": "##", "cleanup": True},
+          "model": {"type": "WordPiece", "unk_token": "[UNK]", "continuing_subword_prefix": "##",
+                    "max_input_chars_per_word": 100, "vocab": {w: i for i, w in enumerate(words)}}}
+    for path, val in over.items():  # "a.b": replace tj["a"]["b"]
+        *parents, leaf = path.split(".")
+        node = tj
+        for p in parents:
+            node = node[p]
+        node[leaf] = val
+    return json.dumps(tj, ensure_ascii=False, separators=(",", ":"))
+
+
+def tokenizer_json_seeds():
+    T = "fuzz_tokenizer_json"
+    base = micro_tokenizer()
+    write(T, "base.json", base)
+    write(T, "bert_processing.json", micro_tokenizer(
+        post_processor={"type": "BertProcessing", "sep": ["[SEP]", 3], "cls": ["[CLS]", 2]}))
+    write(T, "no_normalizer.json", micro_tokenizer(normalizer=None))
+    write(T, "cased_noclean.json", micro_tokenizer(**{
+        "normalizer.lowercase": False, "normalizer.strip_accents": False, "normalizer.clean_text": False,
+        "normalizer.handle_chinese_chars": False}))
+    added = json.loads(base)["added_tokens"] + [
+        {"id": 28, "content": "<ent>", "lstrip": True, "rstrip": True, "normalized": False, "special": False},
+        {"id": 29, "content": "W\u00f6rld", "normalized": True, "special": False},
+        {"id": 30, "content": " x ", "special": True}]
+    write(T, "added_tokens.json", micro_tokenizer(added_tokens=added))
+    holes = {"[UNK]": 0, "[CLS]": 7, "[SEP]": 9, "hel": 20, "@@lo": 21, "a": 100}
+    write(T, "holes_prefix.json", micro_tokenizer(**{
+        "model.vocab": holes, "model.continuing_subword_prefix": "@@", "model.max_input_chars_per_word": 4,
+        "added_tokens": []}))
+    write(T, "minimal.json", '{"model":{"vocab":{"[UNK]":0,"[CLS]":1,"[SEP]":2}},'
+          '"pre_tokenizer":{"type":"BertPreTokenizer"},'
+          '"post_processor":{"type":"BertProcessing","cls":["[CLS]",1],"sep":["[SEP]",2]}}')
+    write(T, "bpe_rejected.json", micro_tokenizer(**{"model.type": "BPE"}))
+    write(T, "truncated.json", base[: len(base) // 2])
+    return base
+
+
+def gguf_seeds(tok_json):
+    """Tiny models from tools/gen_random_model.py (its key layout) plus broken variants."""
+    T = "fuzz_gguf_model"
+    tmp = os.path.join(OUT, ".tmp")
+    os.makedirs(tmp, exist_ok=True)
+    tok_path = os.path.join(tmp, "tokenizer.json")
+    with open(tok_path, "w", encoding="utf-8") as f:
+        f.write(tok_json)
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import gen_random_model as grm
+    # shapes below "tiny" keep seeds to a few KB: n_layer, n_embd, n_head, n_ff, n_ctx
+    grm.SHAPES["micro1"] = (1, 4, 1, 4, 4)
+    grm.SHAPES["micro2"] = (2, 8, 2, 8, 4)
+
+    def gen(name, *args):
+        out = os.path.join(tmp, name)
+        sys.argv = ["gen_random_model.py", "--out", out, "--tokenizer", tok_path, "--seed", "1", *args]
+        grm.main()
+        with open(out, "rb") as f:
+            data = f.read()
+        assert len(data) < MAX_GGUF, (name, len(data))
+        write(T, name, data)
+        return data
+
+    gen("tiny_q8_0.gguf", "--shape", "tiny", "--type", "q8_0", "--context", "8")
+    m1 = gen("micro1_f32.gguf", "--shape", "micro1", "--type", "f32")
+    gen("micro2_f16_mean.gguf", "--shape", "micro2", "--type", "f16", "--pooling", "mean")
+    shutil.rmtree(tmp)
+
+    # GGUF v3: magic, version u32, n_tensors u64, n_kv u64; then kv pairs, tensor infos, aligned data
+    arch = b"general.architecture" + struct.pack("<IQ", 8, 4) + b"bert"
+    assert m1.count(arch) == 1
+    write(T, "micro1_arch_gpt2.gguf", m1.replace(arch, arch[:-4] + b"gpt2"))
+    write(T, "micro1_no_vocab.gguf", m1.replace(b"tokenizer.ggml.tokens", b"tokenizer.ggml.tokenz"))
+    blk = b"bert.block_count" + struct.pack("<I", 4)  # u32 value follows
+    i = m1.index(blk) + len(blk)
+    write(T, "micro1_many_layers.gguf", m1[:i] + struct.pack("<I", 3) + m1[i + 4:])
+    write(T, "micro1_truncated_data.gguf", m1[: len(m1) - 200])
+    write(T, "micro1_header_kv_only.gguf", m1[: m1.index(b"token_embd.weight") - 8])
+    write(T, "header_only.gguf", m1[:24])
+
+
+def reader_seeds():
+    T = "fuzz_reader_line"
+    lines = [line for _, line, _ in edge_cases() if len(line) <= 300]
+    for k in range(0, len(lines), 6):
+        write(T, "edge_cases_%02d.jsonl" % (k // 6), b"\n".join(lines[k:k + 6]) + b"\n")
+    for name, text in {
+            "plain_lines.txt": b"first line\n  second\t line\n\nfourth without newline",
+            "crlf.jsonl": b'{"id":"a","text":"x"}\r\n{"id":"b","text":"y"}\r\n',
+            "blank_and_spaces.jsonl": b'\n  \t\n{"text":"after blanks"}\n\n{"text":"z"}',
+            "bad_lines.jsonl": b'{"id":1,"text":"ok"}\n{"id":2}\n{"id":3,"text":5}\n[1,2]\n{"id":4,"text":"a"\n'
+                               b'not json\n{"id":{"nested":[1]},"text":""}\n',
+            "duplicates_nul.jsonl": b'{"text":"a","text":"b"}\n{"id":null,"text":"a\\u0000b"}\n'
+                                    b'{"text":"\\ud800 lone"}\n{"text":"\\ud83d\\ude00"}\n',
+            "raw_nul_and_invalid_utf8.jsonl": b'{"text":"a\x00b"}\n{"text":"\xff"}\n'}.items():
+        write(T, name, text)
+
+
+if __name__ == "__main__":
+    for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line"):
+        shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)
+    tokenizer_seeds()
+    jsonfix_seeds()
+    reader_seeds()
+    gguf_seeds(tokenizer_json_seeds())
