@@ -8,7 +8,8 @@ HF token ids, truncated like HF. Checks:
   - centred cosine (see common.centred_cosine) >= 0.9999 (f32), 0.999 (f16), 0.97 (q8_0) for every text;
   - "tokens" = truncated reference length, "truncated" flag, no per-text errors (empty input included);
   - L2 norm 1 +- 1e-4 by default, --no-normalize gives the reference's raw vectors;
-  - determinism: --batch-tokens 64 and reversed input order change no vector by > 1e-5 cosine distance.
+  - determinism: --batch-tokens 64 and reversed input order change no vector by > 1e-5 cosine
+    distance (plain, and centred, which the shared direction of random-weight vectors cannot mask).
 
 Environment (set by ctest): EMBD_BIN, EMBD_SOURCE_DIR, EMBD_SHARED_DIR, EMBD_TEST_TMP, GGUF_PY_DIR.
 Optional: EMBD_FIDELITY_FIXTURE (token fixture path), EMBD_FIDELITY_JOBS (reference processes),
@@ -45,7 +46,8 @@ NORM_TOL = 1e-4       # default output is L2-normalised
 RAW_NORM_TOL = 1e-3   # --no-normalize: |norm ratio - 1| against the reference
 DETERMINISM_TOL = 1e-5
 
-# name, weight type, generator args (or a shared file), extra runs
+# name, weight type, generator args (or a shared file), extra runs. The tiny f32/f16/q8_0 models share
+# a seed, so they hold the same weights up to rounding.
 MODELS = [
     ("tiny-f32", "f32", ["--shape", "tiny", "--type", "f32", "--seed", "11"], {"determinism", "raw"}),
     ("tiny-f16", "f16", ["--shape", "tiny", "--type", "f16", "--seed", "11"], set()),
@@ -115,7 +117,7 @@ def write_texts(path, texts):
 
 
 def run_embd(model, texts_path, tag, extra=()):
-    """Run `embd embed`; returns {id: output row} or raises RuntimeError with the reason."""
+    """Run `embd embed`; returns its output rows, or raises RuntimeError with the reason."""
     out = os.path.join(TMP, f"out-{tag}.jsonl")
     cmd = [EMBD, "embed", "--model", model, "--input", texts_path, "--output", out, "--format", "jsonl",
            "--quiet", *extra]
@@ -214,7 +216,8 @@ def check_model(name, wtype, path, extra_runs, texts, texts_path, rev_path, res,
 
     if "determinism" in extra_runs:
         try:
-            rows2 = {r.get("id"): r for r in run_embd(path, rev_path, name + "-rev-b64", ["--batch-tokens", "64"])}
+            rows2 = by_id(run_embd(path, rev_path, name + "-rev-b64", ["--batch-tokens", "64"]), texts[::-1],
+                          name + " (reversed, --batch-tokens 64)", res)
             got2 = vectors(rows2, ids, name + " (reversed, --batch-tokens 64)", res)
             # plain cosine distance as specified, and the centred one, which sees changes the shared
             # direction of random-weight vectors hides; texts without embeddings are reported above
@@ -233,7 +236,8 @@ def check_model(name, wtype, path, extra_runs, texts, texts_path, rev_path, res,
 
     if "raw" in extra_runs:
         try:
-            rows3 = {r.get("id"): r for r in run_embd(path, texts_path, name + "-raw", ["--no-normalize"])}
+            rows3 = by_id(run_embd(path, texts_path, name + "-raw", ["--no-normalize"]), texts,
+                          name + " (--no-normalize)", res)
             got3 = vectors(rows3, ids, name + " (--no-normalize)", res)
             fin = ~np.isnan(got3).any(axis=1)
             ratio = np.linalg.norm(got3[fin], axis=1) / np.linalg.norm(raw[fin], axis=1)
