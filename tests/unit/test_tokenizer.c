@@ -38,8 +38,10 @@ static char *path_of(const char *a, const char *b, const char *c)
 {
     static char buf[3][8192];
     static int k;
+    char tmp[sizeof buf[0]]; /* an argument may be an earlier result: never format in place */
     k = (k + 1) % 3;
-    snprintf(buf[k], sizeof buf[k], "%s/%s%s%s", a, b, c ? "/" : "", c ? c : "");
+    snprintf(tmp, sizeof tmp, "%s/%s%s%s", a, b, c ? "/" : "", c ? c : "");
+    memcpy(buf[k], tmp, sizeof tmp);
     return buf[k];
 }
 
@@ -114,11 +116,12 @@ static json_t *parse_line(char *line, size_t len, size_t *fixed)
 static void fixture_load(fixture *f, const char *dir, const char *file)
 {
     memset(f, 0, sizeof *f);
-    snprintf(f->name, sizeof f->name, "%s", file);
+    size_t name_len = strlen(file) < sizeof f->name ? strlen(file) : sizeof f->name - 1;
+    memcpy(f->name, file, name_len);
     /* tokens_<model>.jsonl */
     snprintf(f->base, sizeof f->base, "%.*s", (int)(strlen(file) - strlen("tokens_") - strlen(".jsonl")),
              file + strlen("tokens_"));
-    size_t len;
+    size_t len = 0;
     char *data = read_file(path_of(dir, file, NULL), &len);
     assert_non_null(data);
     size_t cap = 0;
