@@ -27,11 +27,14 @@ static const char *TEXTS[] = {
 };
 #define NT (sizeof TEXTS / sizeof TEXTS[0])
 
+/* f16 weights: the batch-invariance bar (1e-5 cosine distance) is for float weights. With q8_0 the
+ * activations are quantized too, and a different GEMM kernel for a different batch shape can flip a
+ * rounding (1.7e-5 seen under clang -O0). */
 static int setup(void **state) {
     (void)state;
     const char *shared = getenv("EMBD_SHARED_DIR");
     char path[4096], err[256];
-    snprintf(path, sizeof path, "%s/models/bge-small-random/bge-small-random-q8_0.gguf", shared ? shared : "../shared");
+    snprintf(path, sizeof path, "%s/models/bge-small-random/bge-small-random-f16.gguf", shared ? shared : "../shared");
     model = embd_model_load(path, NULL, err, sizeof err);
     if (!model) {
         fprintf(stderr, "cannot load %s: %s\n", path, err);
@@ -76,8 +79,10 @@ static void test_batch_invariance(void **state) {
     for (size_t i = 0; i < NT; i++) {
         assert_int_equal(res[i].status, EMBD_ITEM_OK);
         embed_all(&o, &TEXTS[i], 1, one, &r1);
-        assert_true(1.0 - cosine(one, all + i * H, H) < 1e-5);
-        assert_true(1.0 - cosine(tiny + i * H, all + i * H, H) < 1e-5);
+        double d1 = 1.0 - cosine(one, all + i * H, H), d2 = 1.0 - cosine(tiny + i * H, all + i * H, H);
+        if (d1 >= 1e-5 || d2 >= 1e-5) print_error("text %zu: cosine distance alone %g, tiny batches %g\n", i, d1, d2);
+        assert_true(d1 < 1e-5);
+        assert_true(d2 < 1e-5);
     }
 }
 
