@@ -9,8 +9,10 @@ enum {
     EMBD_EXIT_ITEM_ERRORS = 3 /* finished, but some items failed (see their error records) */
 };
 
+int cmd_serve(int argc, char **argv);
 int cmd_embed(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
+int cmd_pull(int argc, char **argv);
 
 #endif

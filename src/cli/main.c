@@ -8,9 +8,11 @@ static void usage(FILE *f) {
             "embd %s - embedding server and tools for GGUF encoder models\n\n"
             "usage: embd <command> [options]\n\n"
             "commands:\n"
+            "  serve     HTTP server: OpenAI/TEI embeddings, tokenize, metrics (embd serve --help)\n"
             "  embed     embed texts from JSONL or plain lines (embd embed --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
+            "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
             "  version   print the version\n",
             EMBD_VERSION);
 }
@@ -21,9 +23,11 @@ int main(int argc, char **argv) {
         return EMBD_EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
+    if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;

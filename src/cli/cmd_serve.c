@@ -1,0 +1,174 @@
+/* `embd serve`: flags and EMBD_* environment variables -> embd_server_opts. A flag beats its
+ * variable, which beats the default. */
+#include <errno.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "cli/cli.h"
+#include "server/server.h"
+#include "util/download.h"
+
+typedef enum { T_STR, T_INT, T_SIZE, T_SECONDS, T_MS, T_BOOL, T_POOL } opt_type;
+
+typedef struct {
+    const char *flag, *env, *help;
+    opt_type type;
+    void *dst;
+} opt_def;
+
+static int set_value(const opt_def *d, const char *v, char *err, size_t errlen) {
+    char *end = NULL;
+    errno = 0;
+    switch (d->type) {
+    case T_STR:
+        *(const char **)d->dst = v;
+        return 0;
+    case T_INT: {
+        long x = strtol(v, &end, 10);
+        if (errno || end == v || *end || x < 0 || x > 65535 * 16) break;
+        *(int *)d->dst = (int)x;
+        return 0;
+    }
+    case T_SIZE: {
+        unsigned long long x = strtoull(v, &end, 10);
+        if (errno || end == v || *end || x < 1 || v[0] == '-') break;
+        *(size_t *)d->dst = (size_t)x;
+        return 0;
+    }
+    case T_SECONDS:
+    case T_MS: {
+        double x = strtod(v, &end);
+        if (errno || end == v || *end || !(x >= 0) || x > 1e7) break;
+        *(double *)d->dst = d->type == T_MS ? x / 1000.0 : x;
+        return 0;
+    }
+    case T_BOOL:
+        if (!strcasecmp(v, "1") || !strcasecmp(v, "true") || !strcasecmp(v, "yes") || !strcasecmp(v, "on")) {
+            *(bool *)d->dst = true;
+            return 0;
+        }
+        if (!strcasecmp(v, "0") || !strcasecmp(v, "false") || !strcasecmp(v, "no") || !strcasecmp(v, "off")) {
+            *(bool *)d->dst = false;
+            return 0;
+        }
+        break;
+    case T_POOL: {
+        embd_pooling p = embd_pooling_parse(v);
+        if (p != EMBD_POOL_CLS && p != EMBD_POOL_MEAN && p != EMBD_POOL_LAST) break;
+        *(embd_pooling *)d->dst = p;
+        return 0;
+    }
+    }
+    snprintf(err, errlen, "invalid value '%s' for --%s (%s)", v, d->flag, d->env);
+    return -1;
+}
+
+static void serve_usage(FILE *f, const opt_def *defs, size_t n) {
+    fprintf(f,
+            "usage: embd serve [--model M.gguf] [options]\n\n"
+            "HTTP API: POST /v1/embeddings (OpenAI), /embed (TEI, and {batch_id, chunks}), /tokenize,\n"
+            "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics.\n"
+            "Without --model: $EMBD_MODEL, else the pinned default model (downloaded once into the cache,\n"
+            "see `embd pull`). SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n\n");
+    for (size_t i = 0; i < n; i++) fprintf(f, "  --%-22s %-28s %s\n", defs[i].flag, defs[i].env, defs[i].help);
+}
+
+int cmd_serve(int argc, char **argv) {
+    embd_server_opts o;
+    embd_server_opts_default(&o);
+    bool no_truncate = false;
+    const char *port_s = NULL;
+    const opt_def defs[] = {
+        {"model", "EMBD_MODEL", "GGUF embedding model", T_STR, &o.model_path},
+        {"model-name", "EMBD_MODEL_NAME", "name reported in responses (default: file name)", T_STR, &o.model_name},
+        {"tokenizer", "EMBD_TOKENIZER", "HF tokenizer.json instead of the GGUF vocabulary", T_STR, &o.tokenizer_json},
+        {"host", "EMBD_HOST", "address to bind (default 127.0.0.1)", T_STR, &o.host},
+        {"port", "EMBD_PORT", "TCP port, 0 = any free one (default 8080)", T_STR, &port_s},
+        {"threads", "EMBD_THREADS", "compute threads (default: all usable cores)", T_INT, &o.threads},
+        {"http-threads", "EMBD_HTTP_THREADS", "HTTP worker threads (default 4)", T_INT, &o.http_threads},
+        {"pooling", "EMBD_POOLING", "cls|mean|last (default: the model's)", T_POOL, &o.sched.pooling},
+        {"max-batch-tokens", "EMBD_MAX_BATCH_TOKENS", "tokens per scheduler batch (default 4096)", T_SIZE,
+         &o.sched.max_batch_tokens},
+        {"pass-tokens", "EMBD_PASS_TOKENS", "padded tokens per forward pass (default 4096)", T_SIZE,
+         &o.sched.pass_tokens},
+        {"max-batch-delay-ms", "EMBD_MAX_BATCH_DELAY_MS", "wait for more items, ms (default 2)", T_MS,
+         &o.sched.max_batch_delay},
+        {"max-queue-tokens", "EMBD_MAX_QUEUE_TOKENS", "queued tokens before 429 (default 262144)", T_SIZE,
+         &o.sched.max_queue_tokens},
+        {"max-queue-items", "EMBD_MAX_QUEUE_ITEMS", "queued inputs before 429 (default 8192)", T_SIZE,
+         &o.sched.max_queue_items},
+        {"max-items", "EMBD_MAX_ITEMS", "inputs per request, else 413 (default 2048)", T_SIZE, &o.max_items},
+        {"max-input-chars", "EMBD_MAX_INPUT_CHARS", "characters per input, else 413 (default 100000)", T_SIZE,
+         &o.max_input_chars},
+        {"max-payload-bytes", "EMBD_MAX_PAYLOAD_BYTES", "request body bytes, else 413 (default 16777216)", T_SIZE,
+         &o.max_payload_bytes},
+        {"request-timeout", "EMBD_REQUEST_TIMEOUT", "seconds before a queued request gets 504 (default 60; 0 off)",
+         T_SECONDS, &o.request_timeout},
+        {"shutdown-grace", "EMBD_SHUTDOWN_GRACE", "seconds to finish in-flight work on SIGTERM (default 30)", T_SECONDS,
+         &o.shutdown_grace},
+        {"no-truncate", "EMBD_NO_TRUNCATE", "over-long inputs are errors unless a request says truncate", T_BOOL,
+         &no_truncate},
+        {"log-requests", "EMBD_LOG_REQUESTS", "one stderr line per request", T_BOOL, &o.log_requests},
+    };
+    const size_t nd = sizeof defs / sizeof defs[0];
+    char err[256];
+    for (size_t i = 0; i < nd; i++) {
+        const char *v = getenv(defs[i].env);
+        if (v && *v && set_value(&defs[i], v, err, sizeof err)) {
+            fprintf(stderr, "embd serve: %s\n", err);
+            return EMBD_EXIT_USAGE;
+        }
+    }
+    struct option lo[sizeof defs / sizeof defs[0] + 2];
+    for (size_t i = 0; i < nd; i++)
+        lo[i] = (struct option){defs[i].flag, defs[i].type == T_BOOL ? no_argument : required_argument, NULL, (int)i};
+    lo[nd] = (struct option){"help", no_argument, NULL, 'h'};
+    lo[nd + 1] = (struct option){0, 0, 0, 0};
+    optind = 1;
+    for (int c; (c = getopt_long(argc, argv, "m:p:t:h", lo, NULL)) != -1;) {
+        const char *v = optarg;
+        int idx = c;
+        if (c == 'h') {
+            serve_usage(stdout, defs, nd);
+            return EMBD_EXIT_OK;
+        }
+        if (c == 'm') idx = 0;
+        else if (c == 'p') idx = 4;
+        else if (c == 't') idx = 5;
+        else if (c < 0 || (size_t)c >= nd) {
+            serve_usage(stderr, defs, nd);
+            return EMBD_EXIT_USAGE;
+        }
+        if (defs[idx].type == T_BOOL) v = "1";
+        if (set_value(&defs[idx], v, err, sizeof err)) {
+            fprintf(stderr, "embd serve: %s\n", err);
+            return EMBD_EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "embd serve: unexpected argument '%s'\n", argv[optind]);
+        return EMBD_EXIT_USAGE;
+    }
+    if (port_s) {
+        char *end = NULL;
+        long p = strtol(port_s, &end, 10);
+        if (end == port_s || *end || p < 0 || p > 65535) {
+            fprintf(stderr, "embd serve: invalid port '%s'\n", port_s);
+            return EMBD_EXIT_USAGE;
+        }
+        o.port = (int)p;
+    }
+    o.truncate = !no_truncate;
+    char path[4096];
+    if (!o.model_path) {
+        if (embd_default_model(path, sizeof path, err, sizeof err)) {
+            fprintf(stderr, "embd serve: no --model given and no default model: %s\n", err);
+            return EMBD_EXIT_UNUSABLE;
+        }
+        o.model_path = path;
+    }
+    return embd_server_run(&o);
+}
