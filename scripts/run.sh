@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Sets up embd (packages, llama.cpp, build) and runs it on the default model.
-#   scripts/run.sh                       embed ../shared/corpus/edge_cases.jsonl, vectors to stdout
+#   scripts/run.sh                       serve the HTTP API on http://127.0.0.1:8080 (Ctrl-C stops)
 #   scripts/run.sh embed --input F.jsonl any embd subcommand; --model defaults to $EMBD_MODEL
+# Model: $EMBD_MODEL, else ../shared/models/bge-small-random/bge-small-random-q8_0.gguf when present,
+# else `embd serve` fetches its pinned default model into ~/.cache/embd (sha256-checked).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -9,13 +11,16 @@ bash scripts/build-llama.sh >/dev/null
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build -j "$(nproc)" --target embd >/dev/null
 MODEL=${EMBD_MODEL:-../shared/models/bge-small-random/bge-small-random-q8_0.gguf}
-if [ ! -f "$MODEL" ]; then
-  echo "run.sh: no model at $MODEL; set EMBD_MODEL=/path/to/model.gguf" >&2
-  exit 2
-fi
-[ $# -eq 0 ] && set -- embed --input ../shared/corpus/edge_cases.jsonl
+[ $# -eq 0 ] && set -- serve
 cmd=$1; shift
 has_model=0
 for a in "$@"; do case $a in -m|--model|--model=*) has_model=1 ;; esac; done
-[ $has_model = 0 ] && [ "$cmd" != version ] && set -- --model "$MODEL" "$@"
+if [ $has_model = 0 ] && [ "$cmd" != version ] && [ "$cmd" != pull ]; then
+  if [ -f "$MODEL" ]; then
+    set -- --model "$MODEL" "$@"
+  elif [ "$cmd" != serve ]; then
+    echo "run.sh: no model at $MODEL; set EMBD_MODEL=/path/to/model.gguf" >&2
+    exit 2
+  fi
+fi
 exec build/embd "$cmd" "$@"

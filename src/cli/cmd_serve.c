@@ -94,7 +94,7 @@ int cmd_serve(int argc, char **argv) {
          &o.sched.max_batch_tokens},
         {"pass-tokens", "EMBD_PASS_TOKENS", "padded tokens per forward pass (default 4096)", T_SIZE,
          &o.sched.pass_tokens},
-        {"max-batch-delay-ms", "EMBD_MAX_BATCH_DELAY_MS", "wait for more items, ms (default 2)", T_MS,
+        {"max-batch-delay-ms", "EMBD_MAX_BATCH_DELAY_MS", "wait for more items before a batch, ms (default 0)", T_MS,
          &o.sched.max_batch_delay},
         {"max-queue-tokens", "EMBD_MAX_QUEUE_TOKENS", "queued tokens before 429 (default 262144)", T_SIZE,
          &o.sched.max_queue_tokens},

@@ -62,7 +62,7 @@ struct embd_sched {
 void embd_sched_opts_default(embd_sched_opts *o) {
     o->max_batch_tokens = 4096;
     o->pass_tokens = 4096;
-    o->max_batch_delay = 0.002;
+    o->max_batch_delay = 0; /* under load, items arriving during a batch form the next one anyway */
     o->max_queue_tokens = 1u << 18;
     o->max_queue_items = 8192;
     o->pooling = EMBD_POOL_UNSPECIFIED;
@@ -318,7 +318,8 @@ static void *sched_main(void *arg) {
         /* Coalesce: a lone small item waits briefly so that concurrent requests share a batch. */
         double ready_at = q_at(s, 0)->t_enq + s->o.max_batch_delay;
         if (!s->stopping && s->live_tokens < s->o.max_batch_tokens && now < ready_at) {
-            wait_until(s, ready_at);
+            double next_sweep = s->last_sweep + SWEEP_INTERVAL;
+            wait_until(s, ready_at < next_sweep ? ready_at : next_sweep);
             continue;
         }
         size_t tokens, n = take_batch(s, &b, &tokens);

@@ -432,7 +432,7 @@ int embd_default_model(char *out, size_t outlen, char *err, size_t errlen) {
         strcpy(out, m);
         return 0;
     }
-    const char *url, *sha;
+    const char *url = NULL, *sha = NULL; /* gcc -O2 cannot see the source call always sets them */
     if (embd_default_model_source(&url, &sha, err, errlen) != 0) return -1;
     char dir[4096], name[256];
     if (cache_dir(dir, sizeof dir, err, errlen) != 0) return -1;
