@@ -38,7 +38,7 @@ typedef struct {
     size_t max_items;       /* per request */
     size_t max_input_chars; /* bytes of one input text */
     bool default_truncate;  /* when the request does not say */
-    int n_embd, n_ctx;
+    int n_embd, n_ctx, n_vocab;
     const char *model_name;
 } embd_api_limits;
 

@@ -16,6 +16,17 @@ int embd_api_fail(embd_api_error *e, int status, const char *type, long index, c
     va_start(ap, fmt);
     vsnprintf(e->message, sizeof e->message, fmt, ap);
     va_end(ap);
+    /* Messages quote client text, and truncation can split a character: JSON needs valid UTF-8. */
+    size_t len = strlen(e->message);
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)e->message + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (k > 0) {
+            i += (size_t)k;
+        } else {
+            e->message[i++] = '?';
+        }
+    }
     return -1;
 }
 

@@ -74,7 +74,7 @@ static int check_text_size(const char *s, size_t len, size_t i, const embd_api_l
 }
 
 /* One token-id input: an array of integers. */
-static int take_ids(embd_embed_req *r, size_t i, json_t *arr, const char *path, embd_api_error *e) {
+static int take_ids(embd_embed_req *r, size_t i, json_t *arr, const char *path, int n_vocab, embd_api_error *e) {
     size_t n = json_array_size(arr);
     if (n == 0) return embd_api_fail(e, 422, "invalid_request", (long)i, "%s: empty token array", path);
     r->ids[i] = malloc(n * sizeof **r->ids);
@@ -82,9 +82,9 @@ static int take_ids(embd_embed_req *r, size_t i, json_t *arr, const char *path, 
     r->ids_len[i] = n;
     for (size_t k = 0; k < n; k++) {
         json_t *v = json_array_get(arr, k);
-        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > INT32_MAX)
-            return embd_api_fail(e, 422, "invalid_request", (long)i, "%s[%zu]: expected a token id (integer >= 0)",
-                                 path, k);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) >= n_vocab)
+            return embd_api_fail(e, 422, "invalid_request", (long)i, "%s[%zu]: expected a token id from 0 to %d", path,
+                                 k, n_vocab - 1);
         r->ids[i][k] = (int32_t)json_integer_value(v);
     }
     return 0;
@@ -111,7 +111,7 @@ static int parse_inputs(embd_embed_req *r, json_t *in, const char *key, bool all
         r->ids_len = calloc(1, sizeof *r->ids_len);
         if (!r->ids || !r->ids_len) return embd_api_fail(e, 503, "out_of_memory", -1, "out of memory");
         snprintf(path, sizeof path, "$.%s", key);
-        return take_ids(r, 0, in, path, e);
+        return take_ids(r, 0, in, path, lim->n_vocab, e);
     }
     snprintf(path, sizeof path, "$.%s", key);
     if (check_count(n, path, lim, e)) return -1;
@@ -128,7 +128,7 @@ static int parse_inputs(embd_embed_req *r, json_t *in, const char *key, bool all
         if (ids) {
             if (!json_is_array(v))
                 return embd_api_fail(e, 422, "invalid_request", (long)i, "%s: expected an array of token ids", path);
-            if (take_ids(r, i, v, path, e)) return -1;
+            if (take_ids(r, i, v, path, lim->n_vocab, e)) return -1;
         } else {
             if (!json_is_string(v))
                 return embd_api_fail(e, 422, "invalid_request", (long)i, "%s: expected a string", path);

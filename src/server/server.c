@@ -264,7 +264,7 @@ static enum MHD_Result handle_metrics(req *q) {
                       : "",
         .version = EMBD_VERSION,
     };
-    return send_body(q, 200, "text/plain; version=0.0.4", embd_metrics_render(s->metrics, &mi), NULL);
+    return send_body(q, 200, EMBD_METRICS_CONTENT_TYPE, embd_metrics_render(s->metrics, &mi), NULL);
 }
 
 static enum MHD_Result handle_tokenize(req *q, json_t *root, bool bad_utf8) {
@@ -472,6 +472,7 @@ int embd_server_run(const embd_server_opts *opts) {
                                .default_truncate = s->o.truncate,
                                .n_embd = s->model->info.n_embd,
                                .n_ctx = s->model->info.n_ctx,
+                               .n_vocab = s->model->info.n_vocab,
                                .model_name = s->model_name};
     atomic_store(&s->state, ST_READY);
     fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
