@@ -9,6 +9,7 @@
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -133,7 +134,8 @@ static enum MHD_Result respond_job(req *q) {
     embd_job_state st = embd_job_state_get(q->job);
     if (st == EMBD_JOB_TIMEOUT)
         return fail(q, 504, "timeout", "the request did not finish within %s", "the server's request timeout");
-    if (st == EMBD_JOB_CANCELLED) return fail(q, 503, "cancelled", "%s", "the request was cancelled");
+    if (st == EMBD_JOB_CANCELLED) /* the client left: nobody reads this, the metrics say 499 */
+        return fail(q, 499, "cancelled", "%s", "the client closed the connection");
     if (st != EMBD_JOB_DONE) return fail(q, 503, "shutting_down", "%s", "the server is shutting down");
     const int H = s->model->info.n_embd;
     embd_item_result *items = calloc(q->er.n ? q->er.n : 1, sizeof *items);
@@ -198,11 +200,10 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
     }
     free(ids), free(lens);
     if (runnable < 0) return send_error(q, &e, NULL);
-    if (s->metrics) embd_metrics_input_tokens(s->metrics, embd_job_tokens(q->job));
-
     double retry = 0;
     pthread_mutex_lock(&q->mu);
     int rc = embd_sched_submit(s->sched, q->job, &retry);
+    if (rc == EMBD_SUBMIT_OK && s->metrics) embd_metrics_input_tokens(s->metrics, embd_job_tokens(q->job));
     if (rc == EMBD_SUBMIT_OK && !q->finished && embd_job_state_get(q->job) == EMBD_JOB_PENDING) {
         MHD_suspend_connection(q->conn);
         q->suspended = true;
@@ -423,6 +424,7 @@ int embd_server_run(const embd_server_opts *opts) {
     s->o = *opts;
     char err[512];
     int exit_code = 2;
+    MHD_socket lfd = MHD_INVALID_SOCKET;
     const char *base = strrchr(s->o.model_path, '/');
     base = base ? base + 1 : s->o.model_path;
     snprintf(s->model_name, sizeof s->model_name, "%s", s->o.model_name ? s->o.model_name : base);
@@ -481,10 +483,13 @@ int embd_server_run(const embd_server_opts *opts) {
 
     int sig = 0;
     sigwait(&sigs, &sig);
-    fprintf(stderr, "embd: %s: draining (grace %.0f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", s->o.shutdown_grace);
     atomic_store(&s->state, ST_DRAINING);
-    MHD_socket lfd = MHD_quiesce_daemon(s->d); /* no new connections; keep-alive ones get 503 + close */
-    if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    fprintf(stderr, "embd: %s: draining (grace %.0f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", s->o.shutdown_grace);
+    /* No new connections; keep-alive ones get 503 + close. The listening socket stays open until
+     * MHD_stop_daemon: the pool's threads still take it out of their epoll sets (closing it
+     * early made libmicrohttpd abort now and then). */
+    lfd = MHD_quiesce_daemon(s->d);
+    if (lfd != MHD_INVALID_SOCKET) shutdown(lfd, SHUT_RDWR); /* connects are refused from now on */
     wait_idle(s, embd_now() + s->o.shutdown_grace);
     exit_code = 0;
 
@@ -495,6 +500,7 @@ out:
         wait_idle(s, embd_now() + 2);
         MHD_stop_daemon(s->d);
     }
+    if (lfd != MHD_INVALID_SOCKET) close(lfd);
     embd_sched_free(s->sched);
     if (exit_code == 0) fprintf(stderr, "embd: stopped\n");
     embd_encoder_free(s->enc);
