@@ -1,6 +1,8 @@
 #include "engine/encoder.h"
 
 #include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -22,7 +24,9 @@ struct embd_encoder {
     /* host staging for inputs and outputs, grown on demand */
     int32_t *ids, *pos, *sel;
     float *mask, *hidden;
-    size_t ids_cap, pos_cap, mask_cap, hidden_cap, sel_cap;
+    uint16_t *mask16, *mask16_sel; /* f16 key-padding masks for flash attention */
+    size_t ids_cap, pos_cap, mask_cap, hidden_cap, sel_cap, mask16_cap, mask16_sel_cap;
+    bool flash; /* attention as ggml_flash_attn_ext (f32 K/V) instead of two matmuls + softmax */
 };
 
 embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen) {
@@ -39,6 +43,8 @@ embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, si
         goto fail;
     }
     ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
+    const char *attn = getenv("EMBD_ATTN");
+    e->flash = !(attn && !strcmp(attn, "matmul"));
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
     e->meta_size = ggml_tensor_overhead() * GRAPH_MAX_NODES + ggml_graph_overhead_custom(GRAPH_MAX_NODES, false);
     e->meta_buf = malloc(e->meta_size);
@@ -61,6 +67,8 @@ void embd_encoder_free(embd_encoder *e) {
     free(e->pos);
     free(e->sel);
     free(e->mask);
+    free(e->mask16);
+    free(e->mask16_sel);
     free(e->hidden);
     free(e);
 }
@@ -79,7 +87,7 @@ static struct ggml_tensor *linear(struct ggml_context *c, struct ggml_tensor *x,
 }
 
 typedef struct {
-    struct ggml_tensor *ids, *pos, *mask, *sel, *out;
+    struct ggml_tensor *ids, *pos, *mask, *mask_sel, *sel, *out;
 } graph_io;
 
 /* sel_rows: when > 0, the last layer keeps only these rows (one per sequence: its CLS or last
@@ -94,14 +102,18 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, gra
 
     io->ids = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
     io->pos = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
-    io->mask = ggml_new_tensor_4d(c, GGML_TYPE_F32, L, L, 1, B);
+    io->mask = ggml_new_tensor_4d(c, e->flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, L, 1, B);
     ggml_set_input(io->ids);
     ggml_set_input(io->pos);
     ggml_set_input(io->mask);
-    io->sel = NULL;
+    io->sel = io->mask_sel = NULL;
     if (select) {
         io->sel = ggml_new_tensor_1d(c, GGML_TYPE_I32, B);
         ggml_set_input(io->sel);
+        if (e->flash) { /* flash attention reads one mask row per query: the pooled row's */
+            io->mask_sel = ggml_new_tensor_4d(c, GGML_TYPE_F16, L, 1, 1, B);
+            ggml_set_input(io->mask_sel);
+        }
     }
 
     struct ggml_tensor *x = ggml_get_rows(c, m->tok_embd, io->ids);
@@ -119,16 +131,26 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, gra
         struct ggml_tensor *q = ggml_reshape_4d(c, linear(c, xq, l->q_w, l->q_b), dh, nh, Lq, B);
         struct ggml_tensor *k = ggml_reshape_4d(c, linear(c, x, l->k_w, l->k_b), dh, nh, L, B);
         struct ggml_tensor *v = ggml_reshape_4d(c, linear(c, x, l->v_w, l->v_b), dh, nh, L, B);
-        /* contiguous copies let ggml use its blocked GEMM instead of strided dot products */
-        q = ggml_cont(c, ggml_permute(c, q, 0, 2, 1, 3)); /* [dh, Lq, nh, B] */
-        k = ggml_cont(c, ggml_permute(c, k, 0, 2, 1, 3)); /* [dh, L, nh, B] */
-        v = ggml_cont(c, ggml_permute(c, v, 1, 2, 0, 3)); /* [L, dh, nh, B] */
-
-        struct ggml_tensor *kq = ggml_mul_mat(c, k, q); /* [L, Lq, nh, B] */
-        ggml_prec_set_acc(kq, GGML_PREC_F32); /* f32 accumulation on backends that default lower */
-        kq = ggml_soft_max_ext(c, kq, io->mask, scale, 0.0f);
-        struct ggml_tensor *kqv = ggml_mul_mat(c, v, kq); /* [dh, Lq, nh, B] */
-        struct ggml_tensor *att = ggml_cont_2d(c, ggml_permute(c, kqv, 0, 2, 1, 3), H, (int64_t)Lq * B);
+        struct ggml_tensor *att;
+        if (e->flash) {
+            /* Tiled online-softmax attention, f32 throughout with f32 K/V: no L x L score matrix
+             * in memory and no tiny per-head GEMMs (head size 32 is a poor GEMM depth). */
+            struct ggml_tensor *o = ggml_flash_attn_ext(c, ggml_permute(c, q, 0, 2, 1, 3), ggml_permute(c, k, 0, 2, 1, 3),
+                                                        ggml_permute(c, v, 0, 2, 1, 3),
+                                                        (last && select) ? io->mask_sel : io->mask, scale, 0.0f, 0.0f);
+            ggml_prec_set_acc(o, GGML_PREC_F32);
+            att = ggml_reshape_2d(c, o, H, (int64_t)Lq * B); /* o is [dh, nh, Lq, B] */
+        } else {
+            /* contiguous copies let ggml use its blocked GEMM instead of strided dot products */
+            q = ggml_cont(c, ggml_permute(c, q, 0, 2, 1, 3)); /* [dh, Lq, nh, B] */
+            k = ggml_cont(c, ggml_permute(c, k, 0, 2, 1, 3)); /* [dh, L, nh, B] */
+            v = ggml_cont(c, ggml_permute(c, v, 1, 2, 0, 3)); /* [L, dh, nh, B] */
+            struct ggml_tensor *kq = ggml_mul_mat(c, k, q);   /* [L, Lq, nh, B] */
+            ggml_prec_set_acc(kq, GGML_PREC_F32); /* f32 accumulation on backends that default lower */
+            kq = ggml_soft_max_ext(c, kq, io->mask, scale, 0.0f);
+            struct ggml_tensor *kqv = ggml_mul_mat(c, v, kq); /* [dh, Lq, nh, B] */
+            att = ggml_cont_2d(c, ggml_permute(c, kqv, 0, 2, 1, 3), H, (int64_t)Lq * B);
+        }
 
         x = layer_norm(c, ggml_add(c, linear(c, att, l->o_w, l->o_b), xq), l->ln1_w, l->ln1_b, hp->ln_eps);
         struct ggml_tensor *ff = ggml_gelu_erf(c, linear(c, x, l->up_w, l->up_b));
@@ -160,12 +182,15 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         if (lens[b] > L) L = lens[b];
     }
     if (n_seq <= 0) return 0;
-    /* ggml's tiled f32 GEMM needs the reduction length (keys) in multiples of 8; padded keys are
-     * masked, so rounding up only costs a few wasted columns. */
-    L = (L + 7) & ~7;
+    /* ggml's tiled f32 GEMM (llamafile sgemm) needs the reduction length of attention x values
+     * (the keys) in multiples of its vector width, 16 floats with AVX-512, or it falls back to dot
+     * products; padded keys are masked, so rounding up only costs a few wasted columns. */
+    L = (L + 15) & ~15;
     const size_t nt = (size_t)L * n_seq, nm = (size_t)L * L * n_seq;
     if (!grow((void **)&e->ids, &e->ids_cap, nt, sizeof *e->ids) || !grow((void **)&e->pos, &e->pos_cap, nt, sizeof *e->pos) ||
-        !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask) ||
+        (e->flash ? !grow((void **)&e->mask16, &e->mask16_cap, nm, sizeof *e->mask16) ||
+                        !grow((void **)&e->mask16_sel, &e->mask16_sel_cap, nt, sizeof *e->mask16_sel)
+                  : !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask)) ||
         !grow((void **)&e->sel, &e->sel_cap, (size_t)n_seq, sizeof *e->sel))
         return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
 
@@ -179,9 +204,16 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         }
         for (int t = 0; t < lens[b]; t++)
             if (row[t] < 0 || row[t] >= hp->n_vocab) return embd_fail(err, errlen, "token id %d out of range", row[t]);
-        float *mrow = e->mask + (size_t)b * L * L;
-        for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0.0f : -INFINITY;
-        for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
+        if (e->flash) {
+            uint16_t *mrow = e->mask16 + (size_t)b * L * L, *srow = e->mask16_sel + (size_t)b * L;
+            for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0x0000 : 0xFC00; /* f16 0 and -inf */
+            for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
+            memcpy(srow, mrow, (size_t)L * sizeof *srow);
+        } else {
+            float *mrow = e->mask + (size_t)b * L * L;
+            for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0.0f : -INFINITY;
+            for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
+        }
         e->sel[b] = b * L + (pool == EMBD_POOL_LAST ? lens[b] - 1 : 0);
     }
 
@@ -191,7 +223,12 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         return embd_fail(err, errlen, "cannot allocate compute memory for %d x %d tokens", n_seq, L);
     ggml_backend_tensor_set(io.ids, e->ids, 0, nt * sizeof *e->ids);
     ggml_backend_tensor_set(io.pos, e->pos, 0, nt * sizeof *e->pos);
-    ggml_backend_tensor_set(io.mask, e->mask, 0, nm * sizeof *e->mask);
+    if (e->flash) {
+        ggml_backend_tensor_set(io.mask, e->mask16, 0, nm * sizeof *e->mask16);
+        if (io.mask_sel) ggml_backend_tensor_set(io.mask_sel, e->mask16_sel, 0, nt * sizeof *e->mask16_sel);
+    } else {
+        ggml_backend_tensor_set(io.mask, e->mask, 0, nm * sizeof *e->mask);
+    }
     if (io.sel) ggml_backend_tensor_set(io.sel, e->sel, 0, (size_t)n_seq * sizeof *e->sel);
     if (ggml_backend_graph_compute(e->backend, gf) != GGML_STATUS_SUCCESS)
         return embd_fail(err, errlen, "graph compute failed");
