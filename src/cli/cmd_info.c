@@ -48,6 +48,7 @@ int cmd_info(int argc, char **argv) {
                           "token_types", i->n_token_types, "quantization", i->weight_type, "params",
                           (json_int_t)i->n_params, "file_bytes", (json_int_t)i->file_bytes, "layer_norm_eps",
                           (double)i->ln_eps);
+    json_object_set_new(o, "compute_type", json_string(i->compute_type));
     if (as_json) {
         json_dumpf(o, stdout, JSON_INDENT(2));
         fputc('\n', stdout);

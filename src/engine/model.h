@@ -27,7 +27,8 @@ typedef struct {
     int n_layer, n_embd, n_head, n_ff, n_ctx, n_vocab, n_token_types;
     float ln_eps;
     embd_pooling pooling;
-    char weight_type[16]; /* ggml type name of the attention/FFN matrices */
+    char weight_type[16];  /* ggml type name of the attention/FFN matrices in the file */
+    char compute_type[16]; /* what they are multiplied as (bf16 when converted at load) */
     size_t file_bytes;
     size_t n_params;
 } embd_model_info;
@@ -50,6 +51,8 @@ struct embd_model {
     struct gguf_context *gguf;
     struct ggml_context *meta; /* tensor headers; data lives in the mapping */
     struct ggml_backend_buffer *buf;
+    struct ggml_context *conv_ctx;          /* converted matrices, if any */
+    struct ggml_backend_buffer *conv_buf;
     void *map;
     size_t map_size;
 };

@@ -236,8 +236,8 @@ static enum MHD_Result handle_info(req *q) {
     server *s = q->s;
     const embd_model_info *hp = &s->model->info;
     json_t *j = json_pack(
-        "{s:s, s:s, s:s, s:s, s:{s:{s:s}}, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:s, s:b}", "model_id",
-        s->model_name, "model_path", s->o.model_path, "model_dtype", hp->weight_type, "architecture", hp->arch,
+        "{s:s, s:s, s:s, s:s, s:s, s:{s:{s:s}}, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:s, s:b}", "model_id",
+        s->model_name, "model_path", s->o.model_path, "model_dtype", hp->weight_type, "compute_dtype", hp->compute_type, "architecture", hp->arch,
         "model_type", "embedding", "pooling",
         embd_pooling_name(s->o.sched.pooling == EMBD_POOL_UNSPECIFIED ? hp->pooling : s->o.sched.pooling), "dimensions",
         hp->n_embd, "max_input_length", hp->n_ctx, "vocab_size", hp->n_vocab, "max_batch_tokens",
