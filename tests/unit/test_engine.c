@@ -1,4 +1,4 @@
-/* Engine behaviour on the shared bge-small-random q8_0 GGUF: batching invariance, per-item
+/* Engine behaviour on the shared bge-small-random f16 GGUF (see test_model.h): batching invariance, per-item
  * errors, truncation, pooling and normalisation, and model-load failures. */
 #include <math.h>
 #include <setjmp.h>
@@ -13,9 +13,7 @@
 
 #include "engine/embed.h"
 
-static embd_model *model;
-static embd_encoder *enc;
-static int H;
+#include "test_model.h"
 
 static const char *TEXTS[] = {
     "hello world",
@@ -26,31 +24,6 @@ static const char *TEXTS[] = {
     "def mean(a, axis=None):\n    return a.sum(axis) / a.shape[axis]\n",
 };
 #define NT (sizeof TEXTS / sizeof TEXTS[0])
-
-/* f16 weights: the batch-invariance bar (1e-5 cosine distance) is for float weights. With q8_0 the
- * activations are quantized too, and a different GEMM kernel for a different batch shape can flip a
- * rounding (1.7e-5 seen under clang -O0). */
-static int setup(void **state) {
-    (void)state;
-    const char *shared = getenv("EMBD_SHARED_DIR");
-    char path[4096], err[256];
-    snprintf(path, sizeof path, "%s/models/bge-small-random/bge-small-random-f16.gguf", shared ? shared : "../shared");
-    model = embd_model_load(path, NULL, err, sizeof err);
-    if (!model) {
-        fprintf(stderr, "cannot load %s: %s\n", path, err);
-        return -1;
-    }
-    enc = embd_encoder_new(model, 2, err, sizeof err);
-    H = model->info.n_embd;
-    return enc ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    embd_encoder_free(enc);
-    embd_model_free(model);
-    return 0;
-}
 
 static void embed_all(const embd_opts *o, const char *const *texts, size_t n, float *out, embd_item *res) {
     size_t lens[64];

@@ -16,31 +16,7 @@
 #include "scheduler/sched.h"
 #include "util/sys.h"
 
-static embd_model *model;
-static embd_encoder *enc;
-static int H;
-
-static int setup(void **state) {
-    (void)state;
-    const char *shared = getenv("EMBD_SHARED_DIR");
-    char path[4096], err[256];
-    snprintf(path, sizeof path, "%s/models/bge-small-random/bge-small-random-f16.gguf", shared ? shared : "../shared");
-    model = embd_model_load(path, NULL, err, sizeof err);
-    if (!model) {
-        fprintf(stderr, "cannot load %s: %s\n", path, err);
-        return -1;
-    }
-    enc = embd_encoder_new(model, 2, err, sizeof err);
-    H = model->info.n_embd;
-    return enc ? 0 : -1;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    embd_encoder_free(enc);
-    embd_model_free(model);
-    return 0;
-}
+#include "test_model.h"
 
 /* Completion flag the submitter waits on, as the server's resume would. */
 typedef struct {
@@ -103,6 +79,20 @@ static double cos_dist(const float *a, const float *b) {
     return 1.0 - d / sqrt(na * nb);
 }
 
+/* A scheduler whose first item waits `delay` seconds for company (token budget never reached),
+ * so the test can act on queued jobs before anything runs. */
+static embd_sched *start_holding(double delay, size_t max_queue_items) {
+    embd_sched_opts o;
+    embd_sched_opts_default(&o);
+    o.max_batch_delay = delay;
+    o.max_batch_tokens = 100000;
+    if (max_queue_items) o.max_queue_items = max_queue_items;
+    char err[256];
+    embd_sched *s = embd_sched_new(enc, &o, NULL, err, sizeof err);
+    assert_non_null(s);
+    return s;
+}
+
 /* Several jobs submitted at once, batched together by a small token budget, give what one direct
  * engine call per item gives (raw pooled, not normalised). */
 static void test_results_match_direct(void **state) {
@@ -155,14 +145,7 @@ static void test_results_match_direct(void **state) {
  * alone cannot fit; an accepted job still completes. */
 static void test_backpressure(void **state) {
     (void)state;
-    embd_sched_opts o;
-    embd_sched_opts_default(&o);
-    o.max_queue_items = 8;
-    o.max_batch_delay = 0.5; /* hold the first job in the queue while we probe */
-    o.max_batch_tokens = 100000;
-    char err[256];
-    embd_sched *s = embd_sched_new(enc, &o, NULL, err, sizeof err);
-    assert_non_null(s);
+    embd_sched *s = start_holding(0.5, 8);
     waiter w;
     waiter_init(&w);
     double ra = 0;
@@ -185,13 +168,7 @@ static void test_backpressure(void **state) {
  * counts against the queue any more. */
 static void test_timeout_and_departed_client(void **state) {
     (void)state;
-    embd_sched_opts o;
-    embd_sched_opts_default(&o);
-    o.max_batch_delay = 1.0; /* nothing runs before the sweeps have seen the jobs */
-    o.max_batch_tokens = 100000;
-    char err[256];
-    embd_sched *s = embd_sched_new(enc, &o, NULL, err, sizeof err);
-    assert_non_null(s);
+    embd_sched *s = start_holding(1.0, 0);
     waiter w1, w2;
     waiter_init(&w1);
     waiter_init(&w2);
@@ -218,13 +195,7 @@ static void test_timeout_and_departed_client(void **state) {
 /* The submitter cancels (its connection closed): no callback, queue emptied, job freed on release. */
 static void test_cancel_by_submitter(void **state) {
     (void)state;
-    embd_sched_opts o;
-    embd_sched_opts_default(&o);
-    o.max_batch_delay = 1.0;
-    o.max_batch_tokens = 100000;
-    char err[256];
-    embd_sched *s = embd_sched_new(enc, &o, NULL, err, sizeof err);
-    assert_non_null(s);
+    embd_sched *s = start_holding(1.0, 0);
     waiter w;
     waiter_init(&w);
     double ra;
@@ -243,13 +214,7 @@ static void test_cancel_by_submitter(void **state) {
 /* Stop without draining: queued jobs end SHUTDOWN and are notified; later submissions refused. */
 static void test_shutdown(void **state) {
     (void)state;
-    embd_sched_opts o;
-    embd_sched_opts_default(&o);
-    o.max_batch_delay = 5.0;
-    o.max_batch_tokens = 100000;
-    char err[256];
-    embd_sched *s = embd_sched_new(enc, &o, NULL, err, sizeof err);
-    assert_non_null(s);
+    embd_sched *s = start_holding(5.0, 0);
     waiter w;
     waiter_init(&w);
     double ra;
