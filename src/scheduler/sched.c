@@ -49,7 +49,7 @@ struct embd_sched {
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    /* ring buffer of queued items; items of finished jobs are skipped when they reach the head */
+    /* ring buffer of the queued items of pending jobs (a finished job's items are removed) */
     qitem *q;
     size_t q_cap, q_head, q_len;
     size_t live_items, live_tokens; /* queued items of pending jobs: what backpressure counts */
@@ -125,10 +125,22 @@ void embd_job_release(embd_sched *s, embd_job *j) {
     pthread_mutex_unlock(&s->mu);
 }
 
-/* Ends a pending job: its queued items stop counting against the queue. The scheduler's
- * reference goes once nothing of the job is in a running batch. Caller holds s->mu. */
+static qitem *q_at(embd_sched *s, size_t k) { return &s->q[(s->q_head + k) % s->q_cap]; }
+
+/* Takes a job's queued items out of the ring, so that the ring never points at a job the
+ * scheduler no longer holds. Caller holds s->mu. */
+static void q_remove_job(embd_sched *s, const embd_job *j) {
+    size_t w = 0;
+    for (size_t k = 0; k < s->q_len; k++)
+        if (q_at(s, k)->job != j) *q_at(s, w++) = *q_at(s, k);
+    s->q_len = w;
+}
+
+/* Ends a pending job: its queued items leave the queue. The scheduler's reference goes once
+ * nothing of the job is in a running batch. Caller holds s->mu. */
 static void job_finish(embd_sched *s, embd_job *j, embd_job_state st, bool notify) {
     if (atomic_load(&j->state) != EMBD_JOB_PENDING) return;
+    if (j->queued) q_remove_job(s, j);
     s->live_items -= j->queued;
     s->live_tokens -= j->queued_tokens;
     j->queued = j->queued_tokens = 0;
@@ -201,29 +213,24 @@ void embd_sched_stats_get(embd_sched *s, embd_sched_stats *st) {
     pthread_mutex_unlock(&s->mu);
 }
 
-static qitem *q_at(embd_sched *s, size_t k) { return &s->q[(s->q_head + k) % s->q_cap]; }
-
-/* Drops items of finished jobs from the head so the head is live (or the queue empty). */
-static void q_trim(embd_sched *s) {
-    while (s->q_len && atomic_load(&q_at(s, 0)->job->state) != EMBD_JOB_PENDING) {
-        s->q_head = (s->q_head + 1) % s->q_cap;
-        s->q_len--;
-    }
-}
-
 /* Times out queued jobs past their deadline and cancels those whose client left. */
 static void sweep(embd_sched *s, double now) {
     s->last_sweep = now;
-    for (size_t k = 0; k < s->q_len; k++) {
+    for (size_t k = 0; k < s->q_len;) {
         embd_job *j = q_at(s, k)->job;
-        if (atomic_load(&j->state) != EMBD_JOB_PENDING || q_at(s, k)->idx != j->n - j->queued) continue;
-        /* ^ visit each job once: at its first still-queued item */
-        if (j->deadline > 0 && now >= j->deadline)
-            job_finish(s, j, EMBD_JOB_TIMEOUT, true);
-        else if (j->alive && !j->alive(j->ud))
-            job_finish(s, j, EMBD_JOB_CANCELLED, true);
+        /* visit each job once, at its first queued item; finishing it removes its items from k on */
+        if (q_at(s, k)->idx == j->n - j->queued) {
+            if (j->deadline > 0 && now >= j->deadline) {
+                job_finish(s, j, EMBD_JOB_TIMEOUT, true);
+                continue;
+            }
+            if (j->alive && !j->alive(j->ud)) {
+                job_finish(s, j, EMBD_JOB_CANCELLED, true);
+                continue;
+            }
+        }
+        k++;
     }
-    q_trim(s);
     publish_depth(s);
 }
 
@@ -305,14 +312,13 @@ static void *sched_main(void *arg) {
     for (;;) {
         double now = embd_now();
         if (now - s->last_sweep >= SWEEP_INTERVAL) sweep(s, now);
-        q_trim(s);
         if (!s->q_len) {
             if (s->stopping) break;
             wait_until(s, now + SWEEP_INTERVAL);
             continue;
         }
         if (s->stopping && !s->drain) {
-            for (size_t k = 0; k < s->q_len; k++) job_finish(s, q_at(s, k)->job, EMBD_JOB_SHUTDOWN, true);
+            while (s->q_len) job_finish(s, q_at(s, 0)->job, EMBD_JOB_SHUTDOWN, true);
             continue;
         }
         /* Coalesce: a lone small item waits briefly so that concurrent requests share a batch. */
@@ -324,7 +330,6 @@ static void *sched_main(void *arg) {
         }
         size_t tokens, n = take_batch(s, &b, &tokens);
         if (n == 0) { /* out of memory for the batch buffers: fail the head job rather than spin */
-            q_trim(s);
             if (s->q_len) job_finish(s, q_at(s, 0)->job, EMBD_JOB_SHUTDOWN, true);
             continue;
         }
