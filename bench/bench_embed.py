@@ -46,16 +46,19 @@ def token_counts(embd, model, texts, tmp):
     return [json.loads(l)["tokens"] for l in out.splitlines()]
 
 
-def prepare(embd, model, n, tmp):
+def prepare(n, count_fn):
+    """The first n corpus chunks, each cut until count_fn(texts) says it has <= MAX_TOKENS tokens."""
     texts = []
     with open(os.path.join(SHARED, "corpus", "numpy_chunks.jsonl")) as f:
         for line in f:
             if len(texts) == n:
                 break
             texts.append(json.loads(line)["text"].replace(SEP, " "))
-    # Shorten over-long texts until embd's count fits (a few rounds at most).
+    if len(texts) < n:
+        sys.exit(f"corpus has only {len(texts)} chunks")
+    # Shorten over-long texts until the count fits (a few rounds at most).
     for _ in range(20):
-        counts = token_counts(embd, model, texts, tmp)
+        counts = count_fn(texts)
         long = [i for i, c in enumerate(counts) if c > MAX_TOKENS]
         if not long:
             return texts, sum(counts)
@@ -90,7 +93,7 @@ def main():
     rows = []
     for q in a.models.split(","):
         model = os.path.join(SHARED, "models", "bge-small-random", f"bge-small-random-{q}.gguf")
-        texts, tokens = prepare(embd, model, a.chunks, tmp)
+        texts, tokens = prepare(a.chunks, lambda t: token_counts(embd, model, t, tmp))
         jl = os.path.join(tmp, "in.jsonl")
         with open(jl, "w") as f:
             for i, t in enumerate(texts):
@@ -120,4 +123,5 @@ def main():
         print(f"{q:6s} {tokens:8d} {e[0]:11.0f} {l[0]:12.0f} {e[0] / l[0]:6.2f}x {e[1] / 2**20:8.1f}M {l[1] / 2**20:9.1f}M")
 
 
-main()
+if __name__ == "__main__":
+    main()

@@ -37,9 +37,10 @@ import tempfile
 import threading
 import time
 
+from bench_embed import prepare, token_counts  # same corpus and shortening as bench_embed.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHARED = os.environ.get("EMBD_SHARED_DIR", os.path.join(ROOT, "..", "shared"))
-MAX_TOKENS = 500
 HOST = "127.0.0.1"
 # llama-server tuning (see --llama-args). For embeddings llama-server clamps -b to -ub, and a whole
 # input must fit one ubatch; -ub 512 beat 1024/2048/4096 in a sweep (bigger ubatches pack more inputs
@@ -247,40 +248,11 @@ def run_server(srv, batches, queries, concs, dims):
 
 # ---------------------------------------------------------------- corpus
 
-def counts_embd(embd, model, texts, tmp):
-    p = os.path.join(tmp, "tok.jsonl")
-    with open(p, "w") as f:
-        for i, t in enumerate(texts):
-            f.write(json.dumps({"id": i, "text": t}) + "\n")
-    out = sh([embd, "tokenize", "--model", model, "--input", p])
-    return [json.loads(l)["tokens"] for l in out.splitlines()]
-
-
 def counts_llama(port, texts):
     c = Client(port)
     out = [len(c.post("/tokenize", {"content": t, "add_special": True})[0]["tokens"]) for t in texts]
     c.close()
     return out
-
-
-def prepare(n, count_fn):
-    texts = []
-    with open(os.path.join(SHARED, "corpus", "numpy_chunks.jsonl")) as f:
-        for line in f:
-            if len(texts) == n:
-                break
-            texts.append(json.loads(line)["text"])
-    if len(texts) < n:
-        sys.exit(f"corpus has only {len(texts)} chunks")
-    # Shorten over-long texts until the count fits (a few rounds at most).
-    for _ in range(20):
-        counts = count_fn(texts)
-        long = [i for i, c in enumerate(counts) if c > MAX_TOKENS]
-        if not long:
-            return texts, sum(counts)
-        for i in long:
-            texts[i] = texts[i][: int(len(texts[i]) * MAX_TOKENS / counts[i] * 0.97)]
-    sys.exit("could not shorten the corpus")
 
 
 def make_queries(texts, n, words):
@@ -348,7 +320,7 @@ def main():
 
     # Token counts for shortening: embd's tokenizer when the binary is there, else llama-server's.
     if os.access(embd, os.X_OK):
-        texts, tokens = prepare(a.chunks, lambda t: counts_embd(embd, model, t, tmp))
+        texts, tokens = prepare(a.chunks, lambda t: token_counts(embd, model, t, tmp))
         counter = "embd tokenize"
     else:
         srv = Server("llama-server", llama_cmd, logdir, a.health_timeout)
@@ -416,4 +388,5 @@ def main():
             f.write("\n")
 
 
-main()
+if __name__ == "__main__":
+    main()

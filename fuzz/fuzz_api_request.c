@@ -21,14 +21,14 @@ static void check_error(const embd_api_error *e)
     free(j);
 }
 
-static void run_shape(json_t *root, embd_shape shape, bool bad_utf8)
+static void run_shape(json_t *root, embd_shape shape)
 {
     static const float vec[N_EMBD] = {0.5f, -1, 2, 0, 0.25f, 3, -2, 1};
     const embd_api_limits lim = {.max_items = 16, .max_input_chars = 64, .default_truncate = true,
                                  .n_embd = N_EMBD, .n_ctx = 32, .n_vocab = 1000, .model_name = "m"};
     embd_embed_req r;
     embd_api_error e;
-    if (embd_api_embed_parse(json_incref(root), shape, bad_utf8, &lim, &r, &e)) {
+    if (embd_api_embed_parse(json_incref(root), shape, &lim, &r, &e)) {
         json_decref(root); /* kept by the caller on failure */
         check_error(&e);
         return;
@@ -62,8 +62,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (!root) {
         check_error(&e);
     } else {
-        run_shape(root, EMBD_SHAPE_OPENAI, bad_utf8);
-        run_shape(root, EMBD_SHAPE_TEI, bad_utf8);
+        run_shape(root, EMBD_SHAPE_OPENAI);
+        run_shape(root, EMBD_SHAPE_TEI);
         json_decref(root);
     }
     free(body);

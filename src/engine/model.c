@@ -160,43 +160,35 @@ static bool want_bf16(enum ggml_type t) {
 }
 
 static int convert_matrices(embd_model *m, char *err, size_t errlen) {
+    enum { MAX_LAYERS = 64, PER_LAYER = 6 };
     const int nl = m->info.n_layer;
-    if (!want_bf16(m->layers[0].q_w->type)) return 0;
-    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * (size_t)(6 * nl + 1), .mem_buffer = NULL,
-                                  .no_alloc = true};
-    m->conv_ctx = ggml_init(ip);
-    if (!m->conv_ctx) return embd_fail(err, errlen, "out of memory converting weights");
-    struct ggml_tensor **src[6 * 64];
-    if (nl > 64) return 0; /* not worth a dynamic table: such models keep their type */
+    if (!want_bf16(m->layers[0].q_w->type) || nl > MAX_LAYERS) return 0; /* bigger models keep their type */
+    struct ggml_tensor **src[PER_LAYER * MAX_LAYERS], *dst[PER_LAYER * MAX_LAYERS];
     int n = 0;
     for (int il = 0; il < nl; il++) {
         embd_layer *l = &m->layers[il];
         src[n++] = &l->q_w, src[n++] = &l->k_w, src[n++] = &l->v_w;
         src[n++] = &l->o_w, src[n++] = &l->up_w, src[n++] = &l->down_w;
     }
-    struct ggml_tensor *dst[6 * 64];
+    int64_t max_ne0 = 0;
     for (int i = 0; i < n; i++) {
-        const struct ggml_tensor *t = *src[i];
-        if (!ggml_get_type_traits(t->type)->to_float) return 0;
-        dst[i] = ggml_new_tensor_2d(m->conv_ctx, GGML_TYPE_BF16, t->ne[0], t->ne[1]);
+        if (!ggml_get_type_traits((*src[i])->type)->to_float) return 0;
+        if ((*src[i])->ne[0] > max_ne0) max_ne0 = (*src[i])->ne[0];
     }
+    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * (size_t)n, .mem_buffer = NULL, .no_alloc = true};
+    m->conv_ctx = ggml_init(ip);
+    if (!m->conv_ctx) return embd_fail(err, errlen, "out of memory converting weights");
+    for (int i = 0; i < n; i++) dst[i] = ggml_new_tensor_2d(m->conv_ctx, GGML_TYPE_BF16, (*src[i])->ne[0], (*src[i])->ne[1]);
     m->conv_buf = ggml_backend_alloc_ctx_tensors_from_buft(m->conv_ctx, ggml_backend_cpu_buffer_type());
-    if (!m->conv_buf) return embd_fail(err, errlen, "out of memory converting weights to bf16");
-    float *row = malloc((size_t)(*src[0])->ne[0] * 4 * sizeof *row);
-    if (!row) return embd_fail(err, errlen, "out of memory converting weights");
+    float *row = m->conv_buf ? malloc((size_t)max_ne0 * sizeof *row) : NULL;
+    if (!row) return embd_fail(err, errlen, "out of memory converting weights to bf16");
     const long page = sysconf(_SC_PAGESIZE);
     for (int i = 0; i < n; i++) {
         struct ggml_tensor *t = *src[i];
         const ggml_to_float_t to_float = ggml_get_type_traits(t->type)->to_float;
-        const int64_t ne0 = t->ne[0];
-        if (ne0 > (*src[0])->ne[0] * 4) {
-            free(row);
-            row = malloc((size_t)ne0 * sizeof *row);
-            if (!row) return embd_fail(err, errlen, "out of memory converting weights");
-        }
         for (int64_t r = 0; r < t->ne[1]; r++) {
-            to_float((const char *)t->data + r * t->nb[1], row, ne0);
-            ggml_fp32_to_bf16_row(row, (ggml_bf16_t *)((char *)dst[i]->data + r * dst[i]->nb[1]), ne0);
+            to_float((const char *)t->data + r * t->nb[1], row, t->ne[0]);
+            ggml_fp32_to_bf16_row(row, (ggml_bf16_t *)((char *)dst[i]->data + r * dst[i]->nb[1]), t->ne[0]);
         }
         /* drop the file pages of the original from this process's resident set */
         uintptr_t a = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);

@@ -279,20 +279,18 @@ static size_t take_batch(embd_sched *s, batch_buf *b, size_t *tokens) {
     size_t n = 0;
     *tokens = 0;
     while (s->q_len) {
-        qitem *it = q_at(s, 0);
+        qitem *it = q_at(s, 0); /* the ring holds only items of pending jobs */
         embd_job *j = it->job;
-        if (atomic_load(&j->state) == EMBD_JOB_PENDING) {
-            size_t len = (size_t)j->lens[it->idx];
-            if (n > 0 && *tokens + len > s->o.max_batch_tokens) break;
-            if (batch_reserve(b, n + 1, s->n_embd)) break;
-            b->items[n++] = *it;
-            *tokens += len;
-            j->queued--;
-            j->queued_tokens -= len;
-            j->inflight++;
-            s->live_items--;
-            s->live_tokens -= len;
-        }
+        size_t len = (size_t)j->lens[it->idx];
+        if (n > 0 && *tokens + len > s->o.max_batch_tokens) break;
+        if (batch_reserve(b, n + 1, s->n_embd)) break;
+        b->items[n++] = *it;
+        *tokens += len;
+        j->queued--;
+        j->queued_tokens -= len;
+        j->inflight++;
+        s->live_items--;
+        s->live_tokens -= len;
         s->q_head = (s->q_head + 1) % s->q_cap;
         s->q_len--;
     }

@@ -30,6 +30,8 @@ int embd_api_fail(embd_api_error *e, int status, const char *type, long index, c
 json_t *embd_api_parse_body(char *body, size_t len, bool *had_bad_utf8, embd_api_error *e);
 /* Whether a string parsed from such a body held bad bytes. */
 bool embd_api_has_sentinel(const char *s, size_t len);
+/* Characters (code points) in UTF-8 text: what the max-input-chars limit counts. */
+size_t embd_api_utf8_chars(const char *s, size_t len);
 
 typedef enum { EMBD_SHAPE_OPENAI, EMBD_SHAPE_TEI, EMBD_SHAPE_CHUNKS } embd_shape;
 
@@ -59,8 +61,8 @@ typedef struct {
 
 /* Validates an embedding request for shape (EMBD_SHAPE_TEI also recognises the chunk shape).
  * Takes ownership of root on success. Returns 0 or -1 with e set (4xx). */
-int embd_api_embed_parse(json_t *root, embd_shape shape, bool had_bad_utf8, const embd_api_limits *lim,
-                         embd_embed_req *out, embd_api_error *e);
+int embd_api_embed_parse(json_t *root, embd_shape shape, const embd_api_limits *lim, embd_embed_req *out,
+                         embd_api_error *e);
 void embd_embed_req_free(embd_embed_req *r);
 
 /* Tokenizes every runnable item into ids[i]/lens[i] (malloc'd; NULL/0 for a chunk rejected with

@@ -78,6 +78,12 @@ static char *replace_bad_utf8(const char *s, size_t len, size_t *out_len) {
 
 bool embd_api_has_sentinel(const char *s, size_t len) { return memmem(s, len, SENTINEL, sizeof SENTINEL) != NULL; }
 
+size_t embd_api_utf8_chars(const char *s, size_t len) {
+    size_t n = 0;
+    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
+    return n;
+}
+
 json_t *embd_api_parse_body(char *body, size_t len, bool *had_bad_utf8, embd_api_error *e) {
     *had_bad_utf8 = false;
     embd_json_fix_surrogates(body, len);

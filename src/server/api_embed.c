@@ -20,12 +20,6 @@ void embd_embed_req_free(embd_embed_req *r) {
     memset(r, 0, sizeof *r);
 }
 
-static size_t utf8_chars(const char *s, size_t len) {
-    size_t n = 0;
-    for (size_t i = 0; i < len; i++) n += ((unsigned char)s[i] & 0xC0) != 0x80;
-    return n;
-}
-
 static int alloc_items(embd_embed_req *r, size_t n) {
     size_t m = n ? n : 1;
     r->n = n;
@@ -57,6 +51,20 @@ static int get_dimensions(json_t *root, const embd_api_limits *lim, int *out, em
     return 0;
 }
 
+/* An optional string field with two accepted values: *second is set when it names the second. */
+static int get_choice(json_t *root, const char *key, const char *first, const char *second, bool ignore_case,
+                      bool *is_second, embd_api_error *e) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    const char *s = json_string_value(v);
+    int (*cmp)(const char *, const char *) = ignore_case ? strcasecmp : strcmp;
+    if (s && !cmp(s, second))
+        *is_second = true;
+    else if (!s || cmp(s, first))
+        return embd_api_fail(e, 422, "invalid_request", -1, "$.%s: expected \"%s\" or \"%s\"", key, first, second);
+    return 0;
+}
+
 static int check_count(size_t n, const char *path, const embd_api_limits *lim, embd_api_error *e) {
     if (n == 0) return embd_api_fail(e, 422, "invalid_request", -1, "%s: expected at least one input", path);
     if (n > lim->max_items)
@@ -66,7 +74,7 @@ static int check_count(size_t n, const char *path, const embd_api_limits *lim, e
 }
 
 static int check_text_size(const char *s, size_t len, size_t i, const embd_api_limits *lim, embd_api_error *e) {
-    size_t c = utf8_chars(s, len);
+    size_t c = embd_api_utf8_chars(s, len);
     if (c > lim->max_input_chars)
         return embd_api_fail(e, 413, "input_too_large", (long)i,
                              "input %zu has %zu characters, more than the limit of %zu", i, c, lim->max_input_chars);
@@ -171,7 +179,7 @@ static int parse_chunks(embd_embed_req *r, json_t *chunks, const embd_api_limits
         } else {
             r->text[i] = json_string_value(content);
             r->text_len[i] = json_string_length(content);
-            size_t chars = utf8_chars(r->text[i], r->text_len[i]);
+            size_t chars = embd_api_utf8_chars(r->text[i], r->text_len[i]);
             if (chars > lim->max_input_chars)
                 set_item_error(r, i, "content has %zu characters, more than the limit of %zu", chars, lim->max_input_chars);
         }
@@ -179,20 +187,12 @@ static int parse_chunks(embd_embed_req *r, json_t *chunks, const embd_api_limits
     return 0;
 }
 
-int embd_api_embed_parse(json_t *root, embd_shape shape, bool had_bad_utf8, const embd_api_limits *lim,
-                         embd_embed_req *out, embd_api_error *e) {
-    (void)had_bad_utf8;
+int embd_api_embed_parse(json_t *root, embd_shape shape, const embd_api_limits *lim, embd_embed_req *out,
+                         embd_api_error *e) {
     embd_embed_req r = {.shape = shape, .root = root, .normalize = true, .truncate = lim->default_truncate};
     int rc = 0;
     if (shape == EMBD_SHAPE_OPENAI) {
-        json_t *fmt = json_object_get(root, "encoding_format");
-        if (fmt && !json_is_null(fmt)) {
-            const char *f = json_string_value(fmt);
-            if (f && !strcmp(f, "base64"))
-                r.base64 = true;
-            else if (!f || strcmp(f, "float"))
-                rc = embd_api_fail(e, 422, "invalid_request", -1, "$.encoding_format: expected \"float\" or \"base64\"");
-        }
+        rc = get_choice(root, "encoding_format", "float", "base64", false, &r.base64, e);
         json_t *model = json_object_get(root, "model");
         if (!rc && model && !json_is_null(model) && !json_is_string(model))
             rc = embd_api_fail(e, 422, "invalid_request", -1, "$.model: expected a string");
@@ -204,14 +204,7 @@ int embd_api_embed_parse(json_t *root, embd_shape shape, bool had_bad_utf8, cons
     } else {
         rc = get_bool(root, "normalize", &r.normalize, e);
         if (!rc) rc = get_bool(root, "truncate", &r.truncate, e);
-        json_t *dir = json_object_get(root, "truncation_direction");
-        if (!rc && dir && !json_is_null(dir)) {
-            const char *d = json_string_value(dir);
-            if (d && !strcasecmp(d, "left"))
-                r.truncate_left = true;
-            else if (!d || strcasecmp(d, "right"))
-                rc = embd_api_fail(e, 422, "invalid_request", -1, "$.truncation_direction: expected \"Right\" or \"Left\"");
-        }
+        if (!rc) rc = get_choice(root, "truncation_direction", "Right", "Left", true, &r.truncate_left, e);
         json_t *prompt = json_object_get(root, "prompt_name");
         if (!rc && prompt && !json_is_null(prompt)) {
             if (!json_is_string(prompt))

@@ -61,8 +61,7 @@ char *embd_api_tokenize(json_t *root, bool had_bad_utf8, const embd_model *m, co
                 return NULL;
             }
             const char *text = json_string_value(v);
-            size_t chars = 0;
-            for (size_t k = 0; k < json_string_length(v); k++) chars += ((unsigned char)text[k] & 0xC0) != 0x80;
+            size_t chars = embd_api_utf8_chars(text, json_string_length(v));
             if (chars > lim->max_input_chars) {
                 embd_api_fail(e, 413, "input_too_large", (long)i, "input %zu has %zu characters, more than the limit of %zu",
                               i, chars, lim->max_input_chars);

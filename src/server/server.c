@@ -169,7 +169,7 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
     server *s = q->s;
     embd_api_error e;
     embd_shape shape = q->r == R_EMBEDDINGS ? EMBD_SHAPE_OPENAI : EMBD_SHAPE_TEI;
-    if (embd_api_embed_parse(root, shape, bad_utf8, &s->lim, &q->er, &e)) {
+    if (embd_api_embed_parse(root, shape, &s->lim, &q->er, &e)) {
         json_decref(root);
         return send_error(q, &e, NULL);
     }
@@ -232,6 +232,12 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
 
 /* ---- small endpoints --------------------------------------------------------------------- */
 
+/* --pooling if given, else the model's. */
+static const char *served_pooling(const server *s) {
+    embd_pooling p = s->o.sched.pooling;
+    return embd_pooling_name(p == EMBD_POOL_UNSPECIFIED ? s->model->info.pooling : p);
+}
+
 static enum MHD_Result handle_info(req *q) {
     server *s = q->s;
     const embd_model_info *hp = &s->model->info;
@@ -239,7 +245,7 @@ static enum MHD_Result handle_info(req *q) {
         "{s:s, s:s, s:s, s:s, s:s, s:{s:{s:s}}, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:s, s:b}", "model_id",
         s->model_name, "model_path", s->o.model_path, "model_dtype", hp->weight_type, "compute_dtype", hp->compute_type, "architecture", hp->arch,
         "model_type", "embedding", "pooling",
-        embd_pooling_name(s->o.sched.pooling == EMBD_POOL_UNSPECIFIED ? hp->pooling : s->o.sched.pooling), "dimensions",
+        served_pooling(s), "dimensions",
         hp->n_embd, "max_input_length", hp->n_ctx, "vocab_size", hp->n_vocab, "max_batch_tokens",
         (json_int_t)s->o.sched.max_batch_tokens, "max_client_batch_size", (json_int_t)s->o.max_items, "max_input_chars",
         (json_int_t)s->o.max_input_chars, "max_queue_tokens", (json_int_t)s->o.sched.max_queue_tokens,
@@ -261,8 +267,7 @@ static enum MHD_Result handle_metrics(req *q) {
         .quant = hp ? hp->weight_type : "",
         .dims = hp ? hp->n_embd : 0,
         .max_tokens = hp ? hp->n_ctx : 0,
-        .pooling = hp ? embd_pooling_name(s->o.sched.pooling == EMBD_POOL_UNSPECIFIED ? hp->pooling : s->o.sched.pooling)
-                      : "",
+        .pooling = hp ? served_pooling(s) : "",
         .version = EMBD_VERSION,
     };
     return send_body(q, 200, EMBD_METRICS_CONTENT_TYPE, embd_metrics_render(s->metrics, &mi), NULL);

@@ -409,3 +409,15 @@ def run_threads(fn, args_list):
     for t in ts:
         t.join(HTTP_TIMEOUT + 30)
     return out
+
+
+def main(label):
+    """Runs the calling file's unittest cases (after checking the model exists) and exits 0/1."""
+    import sys
+    import time
+    import unittest
+    require_model()
+    t0 = time.monotonic()
+    prog = unittest.main(module="__main__", exit=False, verbosity=2)
+    print(f"{label} tests: {time.monotonic() - t0:.1f} s")
+    sys.exit(0 if prog.result.wasSuccessful() else 1)

@@ -23,9 +23,10 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
 from common import (BIN, CLS, CTX, DIMS, MODEL, MODEL_NAME, SANITIZER_MARKERS, SEP, TMP,  # noqa: E402
                     Server, b64_floats, cosine, long_text, metric, parse_metrics, parse_raw_response,
-                    raw_exchange, request, require_model, requests_total, run_threads, unit, vec)
+                    raw_exchange, request, requests_total, run_threads, unit, vec)
 
 import numpy as np  # noqa: E402
 
@@ -926,8 +927,4 @@ class T07StartupErrors(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    require_model()
-    t0 = time.monotonic()
-    prog = unittest.main(exit=False, verbosity=2)
-    print(f"server tests: {time.monotonic() - t0:.1f} s")
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
+    common.main("server")

@@ -11,7 +11,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import DIMS, Server, b64_floats, long_text, metric, request, require_model, vec  # noqa: E402
+import common  # noqa: E402
+from common import DIMS, Server, b64_floats, long_text, metric, request, vec  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -201,8 +202,4 @@ class Shutdown(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    require_model()
-    t0 = time.monotonic()
-    prog = unittest.main(exit=False, verbosity=2)
-    print(f"shutdown tests: {time.monotonic() - t0:.1f} s")
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
+    common.main("shutdown")
