@@ -48,4 +48,10 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
 int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, size_t n,
                       const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen);
 
+/* Pairs for a cross-encoder (rank pooling): n_first[i] = tokens of item i's first segment
+ * ([CLS] A [SEP]), 0 for a single text; out gets embd_model_out_dim floats per item. Truncation
+ * keeps the first segment and cuts the second from the right. n_first may be NULL. */
+int embd_embed_token_pairs(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, const int *n_first,
+                           size_t n, const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen);
+
 #endif

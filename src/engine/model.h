@@ -16,6 +16,7 @@ typedef enum {
     EMBD_POOL_MEAN = 1,
     EMBD_POOL_CLS = 2,
     EMBD_POOL_LAST = 3,
+    EMBD_POOL_RANK = 4, /* cross-encoder: [CLS] through the classification head -> scores */
 } embd_pooling;
 
 const char *embd_pooling_name(embd_pooling p);
@@ -27,6 +28,8 @@ typedef struct {
     int n_layer, n_embd, n_head, n_ff, n_ctx, n_vocab, n_token_types;
     float ln_eps;
     embd_pooling pooling;
+    int n_labels;          /* classification head outputs (cross-encoders), else 0 */
+    bool pair_double_sep;  /* RoBERTa pair template <s> A </s></s> B </s> (else BERT's) */
     char weight_type[16];  /* ggml type name of the attention/FFN matrices in the file */
     char compute_type[16]; /* what they are multiplied as (bf16 when converted at load) */
     size_t file_bytes;
@@ -46,6 +49,7 @@ struct embd_model {
     embd_model_info info;
     embd_tokenizer *tok;
     struct ggml_tensor *tok_embd, *pos_embd, *type_embd, *embd_norm_w, *embd_norm_b;
+    struct ggml_tensor *cls_w, *cls_b, *cls_out_w, *cls_out_b; /* classification head, optional */
     embd_layer *layers;
     /* owned resources */
     struct gguf_context *gguf;
@@ -61,6 +65,10 @@ typedef struct embd_model embd_model;
 typedef struct {
     const char *tokenizer_json; /* optional HF tokenizer.json overriding the GGUF vocabulary */
 } embd_model_params;
+
+/* Floats per sequence that pooling p yields: the hidden size, or the head's labels for rank. */
+int embd_model_out_dim(const embd_model *m, embd_pooling p);
+bool embd_model_is_reranker(const embd_model *m);
 
 embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen);
 void embd_model_free(embd_model *m);
