@@ -85,6 +85,10 @@ def main():
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--context", type=int, default=None, help="positions (default: the shape's 512)")
     ap.add_argument("--std", type=float, default=STD, help="weight scale (default 0.02; larger spreads outputs)")
+    ap.add_argument("--prompt", action="append", default=[], metavar="NAME=TEXT",
+                    help="sentence-transformers prompt, stored as embd.prompts.NAME (repeatable)")
+    ap.add_argument("--default-prompt", default=None, help="embd.default_prompt_name")
+    ap.add_argument("--max-seq-length", type=int, default=None, help="embd.max_seq_length")
     ap.add_argument("--labels", type=int, default=1, help="classifier outputs with --pooling rank")
     ap.add_argument("--name", default=None, help="general.name (default: describes the arguments)")
     args = ap.parse_args()
@@ -146,6 +150,13 @@ def main():
         w.add_uint32(f"tokenizer.ggml.{key}_token_id", special[tid])
     w.add_add_bos_token(True)
     w.add_add_eos_token(True)
+    for p in args.prompt:  # the keys `embd convert` writes from config_sentence_transformers.json
+        name, _, text = p.partition("=")
+        w.add_string(f"embd.prompts.{name}", text)
+    if args.default_prompt:
+        w.add_string("embd.default_prompt_name", args.default_prompt)
+    if args.max_seq_length:
+        w.add_uint32("embd.max_seq_length", args.max_seq_length)
 
     try:
         for name, data, is_matrix in tensors:

@@ -31,6 +31,9 @@ static void embed_usage(FILE *f) {
             "      --truncate          cut inputs longer than the context (default); marked truncated\n"
             "      --no-truncate       fail such items with a per-item error instead\n"
             "      --max-tokens N      token limit per input, [CLS]/[SEP] included (default: context)\n"
+            "      --prompt-name NAME  prepend the model's named prompt (sentence-transformers prompts;\n"
+            "                          default: the model's default prompt, if any)\n"
+            "      --prompt TEXT       prepend TEXT to every input instead\n"
             "      --tokenizer FILE    use a Hugging Face tokenizer.json instead of the GGUF vocabulary\n"
             "  -q, --quiet             no progress bar and no summary line\n\n"
             "Output records are in input order: {\"id\",\"embedding\",\"tokens\",\"truncated\"} or\n"
@@ -74,8 +77,10 @@ int cmd_embed(int argc, char **argv) {
         {"no-truncate", no_argument, 0, 'U'},      {"max-tokens", required_argument, 0, 'M'},
         {"tokenizer", required_argument, 0, 'k'},  {"input-format", required_argument, 0, 'I'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
+        {"prompt-name", required_argument, 0, 'R'}, {"prompt", required_argument, 0, 'p'},
         {0, 0, 0, 0}};
-    const char *model_path = NULL, *in_path = "-", *out_path = "-", *tok_json = NULL;
+    const char *model_path = NULL, *in_path = "-", *out_path = "-", *tok_json = NULL, *prompt_name = NULL;
+    const char *prompt = NULL;
     out_format ofmt = OUT_JSONL;
     read_format ifmt = READ_AUTO;
     int threads = 0;
@@ -91,6 +96,8 @@ int cmd_embed(int argc, char **argv) {
         case 'i': in_path = optarg; break;
         case 'o': out_path = optarg; break;
         case 'k': tok_json = optarg; break;
+        case 'R': prompt_name = optarg; break;
+        case 'p': prompt = optarg; break;
         case 'q': quiet = true; break;
         case 'N': o.normalize = true; break;
         case 'n': o.normalize = false; break;
@@ -147,6 +154,17 @@ int cmd_embed(int argc, char **argv) {
     if (!m) {
         fprintf(stderr, "embd embed: %s\n", err);
         return EMBD_EXIT_UNUSABLE;
+    }
+    if (prompt_name && prompt) {
+        fprintf(stderr, "embd embed: give --prompt-name or --prompt, not both\n");
+        embd_model_free(m);
+        return EMBD_EXIT_USAGE;
+    }
+    o.prompt = prompt ? prompt : embd_model_prompt(m, prompt_name ? prompt_name : m->default_prompt);
+    if (prompt_name && !o.prompt) {
+        fprintf(stderr, "embd embed: the model has no prompt named '%s' (%zu prompts)\n", prompt_name, m->n_prompts);
+        embd_model_free(m);
+        return EMBD_EXIT_USAGE;
     }
     embd_encoder *enc = embd_encoder_new(m, threads, err, sizeof err);
     reader rd;

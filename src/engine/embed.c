@@ -181,12 +181,34 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
         return embd_fail(err, errlen, "out of memory");
     }
     size_t ns = 0;
+    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
+    char *joined = NULL;
+    size_t jcap = 0;
     for (size_t i = 0; i < n; i++) {
         embd_item *r = &res[i];
         memset(r, 0, sizeof *r);
         size_t bad = 0;
+        const char *text = texts[i];
+        size_t len = lens[i];
+        if (plen) { /* the prompt and the text are one input, truncated together */
+            if (len + plen > jcap) {
+                char *p = realloc(joined, len + plen);
+                if (!p) {
+                    r->status = EMBD_ITEM_FAILED;
+                    snprintf(r->message, sizeof r->message, "out of memory");
+                    continue;
+                }
+                joined = p;
+                jcap = len + plen;
+            }
+            memcpy(joined, o->prompt, plen);
+            memcpy(joined + plen, text, len);
+            text = joined;
+            len += plen;
+        }
         /* Tokenize in full when truncation is off, so the error can give the real count. */
-        int rc = embd_tokenizer_encode(m->tok, texts[i], lens[i], o->truncate ? (size_t)ctx : 0, &tk[i], &bad);
+        int rc = embd_tokenizer_encode(m->tok, text, len, o->truncate ? (size_t)ctx : 0, &tk[i], &bad);
+        if (rc == EMBD_TOK_EUTF8 && bad >= plen) bad -= plen;
         if (rc == EMBD_TOK_EUTF8) {
             r->status = EMBD_ITEM_BAD_UTF8;
             snprintf(r->message, sizeof r->message, "invalid UTF-8 at byte %zu", bad);
@@ -208,6 +230,7 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
         r->n_tokens = (int)tk[i].n;
         seqs[ns++] = (seq){.ids = tk[i].ids, .len = (int)tk[i].n, .index = i};
     }
+    free(joined);
     int rc = run_sequences(enc, hp, seqs, ns, pool, o, out, res, err, errlen);
     for (size_t i = 0; i < n; i++) embd_tokens_free(&tk[i]);
     free(tk), free(seqs);

@@ -14,6 +14,7 @@ typedef struct {
     bool normalize;       /* L2 */
     bool truncate;        /* false: over-long items fail with EMBD_ITEM_TOO_LONG */
     int max_tokens;       /* 0 or > context: the model's context */
+    const char *prompt;   /* text prepended to every input (sentence-transformers prompts), or NULL */
     size_t batch_tokens;  /* padded tokens per forward pass (memory and speed knob) */
     size_t attn_bytes;    /* cap on one pass's attention scores (L*L*heads*seqs floats): long
                              sequences get fewer per pass, so peak memory does not grow with L^2 */

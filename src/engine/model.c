@@ -232,6 +232,45 @@ static int load_head(embd_model *m, char *err, size_t errlen) {
     return 0;
 }
 
+/* Keys written by `embd convert` from the sentence-transformers files. */
+static int load_st_config(embd_model *m, char *err, size_t errlen) {
+    const struct gguf_context *g = m->gguf;
+    embd_model_info *in = &m->info;
+    long long v;
+    if (kv_int(g, "embd.max_seq_length", &v)) {
+        if (v < 2) return embd_fail(err, errlen, "embd.max_seq_length %lld is too small", v);
+        if (v < in->n_ctx) in->n_ctx = (int)v; /* a longer value cannot exceed the position table */
+    }
+    static const char prefix[] = "embd.prompts.";
+    const int64_t nk = gguf_get_n_kv(g);
+    for (int64_t i = 0; i < nk; i++)
+        if (!strncmp(gguf_get_key(g, i), prefix, sizeof prefix - 1)) m->n_prompts++;
+    if (m->n_prompts) {
+        m->prompt_names = calloc(m->n_prompts, sizeof *m->prompt_names);
+        m->prompt_texts = calloc(m->n_prompts, sizeof *m->prompt_texts);
+        if (!m->prompt_names || !m->prompt_texts) return embd_fail(err, errlen, "out of memory");
+        size_t k = 0;
+        for (int64_t i = 0; i < nk; i++) {
+            const char *key = gguf_get_key(g, i);
+            if (strncmp(key, prefix, sizeof prefix - 1)) continue;
+            if (gguf_get_kv_type(g, i) != GGUF_TYPE_STRING)
+                return embd_fail(err, errlen, "model metadata %s is not a string", key);
+            m->prompt_names[k] = key + sizeof prefix - 1;
+            m->prompt_texts[k++] = gguf_get_val_str(g, i);
+        }
+    }
+    m->default_prompt = kv_str(g, "embd.default_prompt_name");
+    if (m->default_prompt && !embd_model_prompt(m, m->default_prompt))
+        return embd_fail(err, errlen, "embd.default_prompt_name '%s' names no embd.prompts entry", m->default_prompt);
+    return 0;
+}
+
+const char *embd_model_prompt(const embd_model *m, const char *name) {
+    for (size_t i = 0; name && i < m->n_prompts; i++)
+        if (!strcmp(m->prompt_names[i], name)) return m->prompt_texts[i];
+    return NULL;
+}
+
 int embd_model_out_dim(const embd_model *m, embd_pooling p) {
     if (p == EMBD_POOL_UNSPECIFIED) p = m->info.pooling;
     return p == EMBD_POOL_RANK ? m->info.n_labels : m->info.n_embd;
@@ -378,6 +417,8 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
 #undef W
     }
     if (load_head(m, err, errlen)) goto fail;
+    in->n_positions = in->n_ctx;
+    if (load_st_config(m, err, errlen)) goto fail;
     const char *tmodel = kv_str(g, "tokenizer.ggml.model");
     in->pair_double_sep = tmodel && !strcmp(tmodel, "t5"); /* XLM-R's SentencePiece vocabulary */
     snprintf(in->weight_type, sizeof in->weight_type, "%s", ggml_type_name(m->layers[0].q_w->type));
@@ -394,6 +435,8 @@ void embd_model_free(embd_model *m) {
     if (!m) return;
     embd_tokenizer_free(m->tok);
     free(m->layers);
+    free(m->prompt_names);
+    free(m->prompt_texts);
     if (m->buf) ggml_backend_buffer_free(m->buf);
     if (m->conv_buf) ggml_backend_buffer_free(m->conv_buf);
     if (m->conv_ctx) ggml_free(m->conv_ctx);

@@ -32,6 +32,7 @@ typedef struct {
     bool pair_double_sep;  /* RoBERTa pair template <s> A </s></s> B </s> (else BERT's) */
     char weight_type[16];  /* ggml type name of the attention/FFN matrices in the file */
     char compute_type[16]; /* what they are multiplied as (bf16 when converted at load) */
+    int n_positions;       /* rows of the position table; n_ctx may be less (max_seq_length) */
     size_t file_bytes;
     size_t n_params;
 } embd_model_info;
@@ -51,6 +52,10 @@ struct embd_model {
     struct ggml_tensor *tok_embd, *pos_embd, *type_embd, *embd_norm_w, *embd_norm_b;
     struct ggml_tensor *cls_w, *cls_b, *cls_out_w, *cls_out_b; /* classification head, optional */
     embd_layer *layers;
+    /* sentence-transformers prompts (GGUF embd.prompts.<name>), strings owned by gguf */
+    const char **prompt_names, **prompt_texts;
+    size_t n_prompts;
+    const char *default_prompt; /* name, or NULL */
     /* owned resources */
     struct gguf_context *gguf;
     struct ggml_context *meta; /* tensor headers; data lives in the mapping */
@@ -69,6 +74,8 @@ typedef struct {
 /* Floats per sequence that pooling p yields: the hidden size, or the head's labels for rank. */
 int embd_model_out_dim(const embd_model *m, embd_pooling p);
 bool embd_model_is_reranker(const embd_model *m);
+/* The text of a named prompt (prepended to inputs, as sentence-transformers does), or NULL. */
+const char *embd_model_prompt(const embd_model *m, const char *name);
 
 embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen);
 void embd_model_free(embd_model *m);

@@ -40,12 +40,16 @@ typedef struct {
     bool default_truncate;  /* when the request does not say */
     int n_embd, n_ctx, n_vocab;
     const char *model_name;
+    const embd_model *model; /* its prompts */
 } embd_api_limits;
 
 /* Field checks shared by the request parsers; each returns 0 or -1 with e set. */
 int embd_api_get_bool(json_t *root, const char *key, bool *out, embd_api_error *e); /* absent/null: unchanged */
 int embd_api_check_count(size_t n, const char *path, const embd_api_limits *lim, embd_api_error *e);
 int embd_api_check_text_size(const char *s, size_t len, size_t i, const embd_api_limits *lim, embd_api_error *e);
+
+/* {"name": "prompt text", ...} of the model's sentence-transformers prompts. */
+json_t *embd_api_prompts_json(const embd_model *m);
 
 typedef enum { EMBD_SHAPE_OPENAI, EMBD_SHAPE_TEI, EMBD_SHAPE_CHUNKS } embd_shape;
 
@@ -63,6 +67,7 @@ typedef struct {
     char **item_error;     /* chunk shape: per-chunk rejection (malloc'd), else NULL */
     bool normalize, truncate, truncate_left, base64;
     int dimensions;        /* 0: all */
+    const char *prompt;    /* prepended to text inputs (prompt_name or the model's default) */
 } embd_embed_req;
 
 /* Validates an embedding request for shape (EMBD_SHAPE_TEI also recognises the chunk shape).

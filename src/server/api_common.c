@@ -132,3 +132,9 @@ int embd_api_check_text_size(const char *s, size_t len, size_t i, const embd_api
                              "input %zu has %zu characters, more than the limit of %zu", i, c, lim->max_input_chars);
     return 0;
 }
+
+json_t *embd_api_prompts_json(const embd_model *m) {
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < m->n_prompts; i++) json_object_set_new(o, m->prompt_names[i], json_string(m->prompt_texts[i]));
+    return o;
+}

@@ -43,6 +43,27 @@ static int get_dimensions(json_t *root, const embd_api_limits *lim, int *out, em
     return 0;
 }
 
+/* "prompt_name" (TEI; accepted on /v1/embeddings too): a sentence-transformers prompt of the
+ * model, prepended to every text. Absent: the model's default prompt, if it has one. */
+static int get_prompt(json_t *root, const embd_api_limits *lim, const char **out, embd_api_error *e) {
+    const embd_model *m = lim->model;
+    json_t *v = json_object_get(root, "prompt_name");
+    if (!v || json_is_null(v)) {
+        *out = m && m->default_prompt ? embd_model_prompt(m, m->default_prompt) : NULL;
+        return 0;
+    }
+    if (!json_is_string(v)) return embd_api_fail(e, 422, "invalid_request", -1, "$.prompt_name: expected a string");
+    *out = m ? embd_model_prompt(m, json_string_value(v)) : NULL;
+    if (*out) return 0;
+    char names[160] = "";
+    for (size_t i = 0; m && i < m->n_prompts; i++) {
+        size_t l = strlen(names);
+        snprintf(names + l, sizeof names - l, "%s'%s'", i ? ", " : "", m->prompt_names[i]);
+    }
+    return embd_api_fail(e, 422, "unknown_prompt", -1, "$.prompt_name: '%.64s' is not a prompt of this model (%s%s)",
+                         json_string_value(v), *names ? "it has " : "it defines none", names);
+}
+
 /* An optional string field with two accepted values: *second is set when it names the second. */
 static int get_choice(json_t *root, const char *key, const char *first, const char *second, bool ignore_case,
                       bool *is_second, embd_api_error *e) {
@@ -172,6 +193,7 @@ int embd_api_embed_parse(json_t *root, embd_shape shape, const embd_api_limits *
         json_t *model = json_object_get(root, "model");
         if (!rc && model && !json_is_null(model) && !json_is_string(model))
             rc = embd_api_fail(e, 422, "invalid_request", -1, "$.model: expected a string");
+        if (!rc) rc = get_prompt(root, lim, &r.prompt, e);
         if (!rc) rc = get_dimensions(root, lim, &r.dimensions, e);
         if (!rc) rc = parse_inputs(&r, json_object_get(root, "input"), "input", true, lim, e);
     } else if (json_object_get(root, "chunks")) {
@@ -181,15 +203,7 @@ int embd_api_embed_parse(json_t *root, embd_shape shape, const embd_api_limits *
         rc = embd_api_get_bool(root, "normalize", &r.normalize, e);
         if (!rc) rc = embd_api_get_bool(root, "truncate", &r.truncate, e);
         if (!rc) rc = get_choice(root, "truncation_direction", "Right", "Left", true, &r.truncate_left, e);
-        json_t *prompt = json_object_get(root, "prompt_name");
-        if (!rc && prompt && !json_is_null(prompt)) {
-            if (!json_is_string(prompt))
-                rc = embd_api_fail(e, 422, "invalid_request", -1, "$.prompt_name: expected a string");
-            else
-                rc = embd_api_fail(e, 422, "unknown_prompt", -1,
-                                   "$.prompt_name: '%.64s' is not a prompt of this model (it defines none)",
-                                   json_string_value(prompt));
-        }
+        if (!rc) rc = get_prompt(root, lim, &r.prompt, e);
         if (!rc) rc = get_dimensions(root, lim, &r.dimensions, e);
         if (!rc) rc = parse_inputs(&r, json_object_get(root, "inputs"), "inputs", false, lim, e);
     }
@@ -256,7 +270,23 @@ long embd_api_embed_tokenize(embd_embed_req *r, const embd_tokenizer *tok, int n
         }
         size_t bad = 0;
         size_t limit = r->truncate && !r->truncate_left ? (size_t)n_ctx : 0;
-        int rc = embd_tokenizer_encode(tok, r->text[i], r->text_len[i], limit, &tk, &bad);
+        const char *text = r->text[i];
+        size_t text_len = r->text_len[i];
+        char *joined = NULL;
+        if (r->prompt && *r->prompt) {
+            size_t pl = strlen(r->prompt);
+            joined = malloc(pl + text_len + 1);
+            if (!joined) {
+                embd_tokens_free(&tk);
+                return embd_api_fail(e, 503, "out_of_memory", -1, "out of memory while tokenizing");
+            }
+            memcpy(joined, r->prompt, pl);
+            memcpy(joined + pl, text, text_len);
+            text = joined;
+            text_len += pl;
+        }
+        int rc = embd_tokenizer_encode(tok, text, text_len, limit, &tk, &bad);
+        free(joined);
         if (rc != EMBD_TOK_OK) {
             embd_tokens_free(&tk);
             if (rc == EMBD_TOK_EUTF8) return embd_api_fail(e, 422, "invalid_utf8", (long)i, "input %zu is not valid UTF-8", i);

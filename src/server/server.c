@@ -327,6 +327,11 @@ static enum MHD_Result handle_info(req *q) {
         (json_int_t)s->o.max_input_chars, "max_queue_tokens", (json_int_t)s->o.sched.max_queue_tokens,
         "max_queue_items", (json_int_t)s->o.sched.max_queue_items, "request_timeout_s", s->o.request_timeout,
         "threads", embd_encoder_threads(s->enc), "version", EMBD_VERSION, "auto_truncate", s->o.truncate);
+    if (j) {
+        json_object_set_new(j, "prompts", embd_api_prompts_json(s->model));
+        json_object_set_new(j, "default_prompt_name",
+                            s->model->default_prompt ? json_string(s->model->default_prompt) : json_null());
+    }
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return send_json(q, 200, body);
@@ -563,7 +568,8 @@ int embd_server_run(const embd_server_opts *opts) {
                                .n_embd = s->model->info.n_embd,
                                .n_ctx = s->model->info.n_ctx,
                                .n_vocab = s->model->info.n_vocab,
-                               .model_name = s->model_name};
+                               .model_name = s->model_name,
+                               .model = s->model};
     atomic_store(&s->state, ST_READY);
     fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
             s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, embd_encoder_threads(s->enc),
