@@ -25,7 +25,8 @@ static void embed_usage(FILE *f) {
             "  -f, --format F          jsonl|npy|f32 (default jsonl); npy/f32 also write FILE.meta.jsonl\n"
             "  -t, --threads N         compute threads (default: all usable cores)\n"
             "  -b, --batch-tokens N    padded tokens per forward pass (default 4096)\n"
-            "      --pooling P         cls|mean|last (default: the model's)\n"
+            "      --pooling P         cls|mean|last|none (default: the model's); none writes every\n"
+            "                          token's vector (JSONL token_embeddings, not normalised)\n"
             "      --normalize         L2-normalise vectors (default)\n"
             "      --no-normalize      raw pooled vectors\n"
             "      --truncate          cut inputs longer than the context (default); marked truncated\n"
@@ -117,8 +118,9 @@ int cmd_embed(int argc, char **argv) {
             break;
         case 'P':
             o.pooling = embd_pooling_parse(optarg);
-            if (o.pooling != EMBD_POOL_CLS && o.pooling != EMBD_POOL_MEAN && o.pooling != EMBD_POOL_LAST) {
-                fprintf(stderr, "embd embed: --pooling must be cls, mean or last\n");
+            if (o.pooling != EMBD_POOL_CLS && o.pooling != EMBD_POOL_MEAN && o.pooling != EMBD_POOL_LAST &&
+                o.pooling != EMBD_POOL_NONE) {
+                fprintf(stderr, "embd embed: --pooling must be cls, mean, last or none\n");
                 return EMBD_EXIT_USAGE;
             }
             break;
@@ -141,6 +143,10 @@ int cmd_embed(int argc, char **argv) {
     if (!model_path || optind < argc) {
         fprintf(stderr, optind < argc ? "embd embed: unexpected argument '%s'\n" : "embd embed: --model is required\n",
                 optind < argc ? argv[optind] : "");
+        return EMBD_EXIT_USAGE;
+    }
+    if (o.pooling == EMBD_POOL_NONE && ofmt != OUT_JSONL) {
+        fprintf(stderr, "embd embed: --pooling none writes token embeddings as JSONL only\n");
         return EMBD_EXIT_USAGE;
     }
     if (o.max_tokens == 1) {
@@ -205,6 +211,31 @@ int cmd_embed(int argc, char **argv) {
             texts[k] = items[i].text;
             lens[k] = items[i].len;
             k++;
+        }
+        if (o.pooling == EMBD_POOL_NONE) { /* one text at a time: outputs differ in size */
+            for (size_t i = 0, j = 0; i < n; i++) {
+                if (items[i].error[0]) {
+                    writer_put_tokens(&wr, items[i].id, NULL, NULL, items[i].error);
+                    n_failed++;
+                } else {
+                    float *st = NULL;
+                    embd_item it;
+                    if (embd_embed_token_states(enc, texts[j], lens[j], &o, &st, &it, err, sizeof err)) goto done;
+                    j++;
+                    n_failed += it.status != EMBD_ITEM_OK;
+                    n_trunc += it.status == EMBD_ITEM_OK && it.truncated;
+                    pg.tokens += it.status == EMBD_ITEM_OK ? (size_t)it.n_tokens : 0;
+                    int wrc = writer_put_tokens(&wr, items[i].id, st, &it, st ? NULL : it.message);
+                    free(st);
+                    if (wrc) {
+                        snprintf(err, sizeof err, "write error on output");
+                        goto done;
+                    }
+                }
+                input_item_clear(&items[i]);
+            }
+            pg.items += n;
+            continue;
         }
         if (embd_embed_texts(enc, texts, lens, k, &o, vecs, res, err, sizeof err)) goto done;
         for (size_t i = 0, j = 0; i < n; i++) {

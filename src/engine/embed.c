@@ -236,3 +236,49 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
     free(tk), free(seqs);
     return rc;
 }
+
+int embd_embed_token_states(embd_encoder *enc, const char *text, size_t len, const embd_opts *o, float **states,
+                            embd_item *res, char *err, size_t errlen) {
+    const embd_model *m = embd_encoder_model(enc);
+    const int H = m->info.n_embd, ctx = effective_ctx(&m->info, o);
+    memset(res, 0, sizeof *res);
+    *states = NULL;
+    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
+    char *joined = malloc(plen + len + 1);
+    if (!joined) return embd_fail(err, errlen, "out of memory");
+    if (plen) memcpy(joined, o->prompt, plen);
+    memcpy(joined + plen, text, len);
+    embd_tokens tk = {0};
+    size_t bad = 0;
+    int rc = embd_tokenizer_encode(m->tok, joined, plen + len, o->truncate ? (size_t)ctx : 0, &tk, &bad);
+    free(joined);
+    if (rc == EMBD_TOK_EUTF8) {
+        res->status = EMBD_ITEM_BAD_UTF8;
+        snprintf(res->message, sizeof res->message, "invalid UTF-8 at byte %zu", bad >= plen ? bad - plen : bad);
+    } else if (rc != EMBD_TOK_OK) {
+        res->status = EMBD_ITEM_FAILED;
+        snprintf(res->message, sizeof res->message, "tokenizer failed (out of memory)");
+    } else if (tk.n > (size_t)ctx) {
+        res->status = EMBD_ITEM_TOO_LONG;
+        snprintf(res->message, sizeof res->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
+                 tk.n, ctx);
+    } else if (!(*states = malloc(tk.n * (size_t)H * sizeof **states))) {
+        res->status = EMBD_ITEM_FAILED;
+        snprintf(res->message, sizeof res->message, "out of memory");
+    } else {
+        const int32_t *ids[1] = {tk.ids};
+        int lens[1] = {(int)tk.n};
+        char e2[160];
+        res->n_tokens = (int)tk.n;
+        res->n_tokens_full = (int)tk.n_full;
+        res->truncated = tk.truncated;
+        if (embd_encoder_run(enc, ids, lens, NULL, 1, EMBD_POOL_NONE, *states, e2, sizeof e2)) {
+            free(*states);
+            *states = NULL;
+            res->status = EMBD_ITEM_FAILED;
+            snprintf(res->message, sizeof res->message, "inference failed: %.100s", e2);
+        }
+    }
+    embd_tokens_free(&tk);
+    return 0;
+}

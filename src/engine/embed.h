@@ -49,6 +49,11 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
 int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, size_t n,
                       const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen);
 
+/* Token embeddings (pooling none) of one text: *states gets res->n_tokens * n_embd floats
+ * (malloc'd, not normalised; NULL when the item failed, res says why). Returns 0 or -1 with err. */
+int embd_embed_token_states(embd_encoder *enc, const char *text, size_t len, const embd_opts *o, float **states,
+                            embd_item *res, char *err, size_t errlen);
+
 /* Pairs for a cross-encoder (rank pooling): n_first[i] = tokens of item i's first segment
  * ([CLS] A [SEP]), 0 for a single text; out gets embd_model_out_dim floats per item. Truncation
  * keeps the first segment and cuts the second from the right. n_first may be NULL. */

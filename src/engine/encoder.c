@@ -270,10 +270,18 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         ggml_backend_tensor_get(io.out, out, 0, (size_t)n_seq * (rank ? hp->n_labels : H) * sizeof(float));
         return 0;
     }
-    if (pool != EMBD_POOL_MEAN) return embd_fail(err, errlen, "pooling '%s' is not supported here", embd_pooling_name(pool));
+    if (pool != EMBD_POOL_MEAN && pool != EMBD_POOL_NONE)
+        return embd_fail(err, errlen, "pooling '%s' is not supported here", embd_pooling_name(pool));
     if (!grow((void **)&e->hidden, &e->hidden_cap, nt * H, sizeof *e->hidden))
         return embd_fail(err, errlen, "out of memory reading hidden states");
     ggml_backend_tensor_get(io.out, e->hidden, 0, nt * H * sizeof(float));
+    if (pool == EMBD_POOL_NONE) { /* every real token's state, sequences one after another */
+        for (int b = 0; b < n_seq; b++) {
+            memcpy(out, e->hidden + (size_t)b * L * H, (size_t)lens[b] * H * sizeof *out);
+            out += (size_t)lens[b] * H;
+        }
+        return 0;
+    }
     for (int b = 0; b < n_seq; b++) {
         float *o = out + (size_t)b * H;
         memset(o, 0, (size_t)H * sizeof *o);

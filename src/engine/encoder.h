@@ -18,7 +18,8 @@ const embd_model *embd_encoder_model(const embd_encoder *e);
 
 /* Encodes n_seq sequences (ids[i] of lens[i] tokens, each <= model context) padded to the
  * longest, pools each with `pool` (cls, mean, last, or rank: the classification head on [CLS])
- * and writes n_seq * embd_model_out_dim(pool) floats to out, not normalised. n_first (may be
+ * and writes n_seq * embd_model_out_dim(pool) floats to out, not normalised (pool none: every
+ * token's final state, sum(lens) * n_embd floats). n_first (may be
  * NULL) gives pairs' first-segment lengths: later tokens get token type 1; 0 = one segment.
  * Returns 0, or -1 with err set (graph allocation or compute failure). */
 int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first,
