@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/gelu.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -27,6 +28,7 @@ struct embd_encoder {
     uint16_t *mask16, *mask16_sel; /* f16 key-padding masks for flash attention */
     size_t ids_cap, pos_cap, types_cap, mask_cap, hidden_cap, sel_cap, mask16_cap, mask16_sel_cap;
     bool flash; /* attention as ggml_flash_attn_ext (f32 K/V) instead of two matmuls + softmax */
+    bool fused_gelu; /* embd's vectorised bias + GELU instead of ggml's add + scalar-erff gelu_erf */
 };
 
 embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen) {
@@ -45,6 +47,8 @@ embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, si
     ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
     const char *attn = getenv("EMBD_ATTN");
     e->flash = !(attn && !strcmp(attn, "matmul"));
+    const char *gelu = getenv("EMBD_GELU");
+    e->fused_gelu = !(gelu && !strcmp(gelu, "ggml"));
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
     e->meta_size = ggml_tensor_overhead() * GRAPH_MAX_NODES + ggml_graph_overhead_custom(GRAPH_MAX_NODES, false);
     e->meta_buf = malloc(e->meta_size);
@@ -173,7 +177,8 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
         }
 
         x = layer_norm(c, ggml_add(c, linear(c, att, l->o_w, l->o_b), xq), l->ln1_w, l->ln1_b, hp->ln_eps);
-        struct ggml_tensor *ff = ggml_gelu_erf(c, linear(c, x, l->up_w, l->up_b));
+        struct ggml_tensor *ff = e->fused_gelu ? embd_bias_gelu(c, ggml_mul_mat(c, l->up_w, x), l->up_b)
+                                               : ggml_gelu_erf(c, linear(c, x, l->up_w, l->up_b));
         x = layer_norm(c, ggml_add(c, linear(c, ff, l->down_w, l->down_b), x), l->ln2_w, l->ln2_b, hp->ln_eps);
     }
     if (rank) x = rank_head(c, m, x);
