@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/attention.h"
 #include "engine/gelu.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
@@ -14,6 +15,8 @@
 #include "util/sys.h"
 
 #define GRAPH_MAX_NODES 8192
+
+enum { ATTN_EMBD, ATTN_FLASH, ATTN_MATMUL };
 
 struct embd_encoder {
     const embd_model *m;
@@ -27,7 +30,11 @@ struct embd_encoder {
     float *mask, *hidden;
     uint16_t *mask16, *mask16_sel; /* f16 key-padding masks for flash attention */
     size_t ids_cap, pos_cap, types_cap, mask_cap, hidden_cap, sel_cap, mask16_cap, mask16_sel_cap;
-    bool flash; /* attention as ggml_flash_attn_ext (f32 K/V) instead of two matmuls + softmax */
+    bool flash; /* f16 masks (ggml flash attention; embd's kernel needs none) */
+    int attn;   /* ATTN_*: which attention implementation the graph uses */
+    embd_attn_params ap, ap_sel; /* the embd attention op's view of the batch (all rows / pooled rows) */
+    int *lens_buf;
+    size_t lens_cap;
     bool fused_gelu; /* embd's vectorised bias + GELU instead of ggml's add + scalar-erff gelu_erf */
 };
 
@@ -45,8 +52,12 @@ embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, si
         goto fail;
     }
     ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
+    /* embd's own kernel where the head fits it; EMBD_ATTN=flash|matmul picks ggml's ops instead */
     const char *attn = getenv("EMBD_ATTN");
-    e->flash = !(attn && !strcmp(attn, "matmul"));
+    e->attn = attn && !strcmp(attn, "matmul") ? ATTN_MATMUL : attn && !strcmp(attn, "flash") ? ATTN_FLASH : ATTN_EMBD;
+    const int dh = m->info.n_embd / m->info.n_head;
+    if (e->attn == ATTN_EMBD && (dh % 16 || dh > 64)) e->attn = ATTN_FLASH; /* the kernel's head sizes */
+    e->flash = e->attn != ATTN_MATMUL; /* flash and embd both take an f16 mask (embd reads lens) */
     const char *gelu = getenv("EMBD_GELU");
     e->fused_gelu = !(gelu && !strcmp(gelu, "ggml"));
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
@@ -71,6 +82,7 @@ void embd_encoder_free(embd_encoder *e) {
     free(e->pos);
     free(e->sel);
     free(e->types);
+    free(e->lens_buf);
     free(e->mask);
     free(e->mask16);
     free(e->mask16_sel);
@@ -121,11 +133,13 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
 
     io->ids = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
     io->pos = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
-    io->mask = ggml_new_tensor_4d(c, e->flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, L, 1, B);
     ggml_set_input(io->ids);
     ggml_set_input(io->pos);
-    ggml_set_input(io->mask);
-    io->sel = io->mask_sel = io->types = NULL;
+    io->mask = io->sel = io->mask_sel = io->types = NULL;
+    if (e->attn != ATTN_EMBD) { /* embd's kernel reads the lengths instead of a mask */
+        io->mask = ggml_new_tensor_4d(c, e->flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, L, 1, B);
+        ggml_set_input(io->mask);
+    }
     if (typed) {
         io->types = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
         ggml_set_input(io->types);
@@ -133,7 +147,7 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
     if (select) {
         io->sel = ggml_new_tensor_1d(c, GGML_TYPE_I32, B);
         ggml_set_input(io->sel);
-        if (e->flash) { /* flash attention reads one mask row per query: the pooled row's */
+        if (e->attn == ATTN_FLASH) { /* flash attention reads one mask row per query: the pooled row's */
             io->mask_sel = ggml_new_tensor_4d(c, GGML_TYPE_F16, L, 1, 1, B);
             ggml_set_input(io->mask_sel);
         }
@@ -152,11 +166,15 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
         struct ggml_tensor *xq = (last && select) ? ggml_get_rows(c, x, io->sel) : x;
         const int Lq = (last && select) ? 1 : L;
 
-        struct ggml_tensor *q = ggml_reshape_4d(c, linear(c, xq, l->q_w, l->q_b), dh, nh, Lq, B);
-        struct ggml_tensor *k = ggml_reshape_4d(c, linear(c, x, l->k_w, l->k_b), dh, nh, L, B);
-        struct ggml_tensor *v = ggml_reshape_4d(c, linear(c, x, l->v_w, l->v_b), dh, nh, L, B);
+        struct ggml_tensor *qh = linear(c, xq, l->q_w, l->q_b), *kh = linear(c, x, l->k_w, l->k_b),
+                           *vh = linear(c, x, l->v_w, l->v_b);
+        struct ggml_tensor *q = ggml_reshape_4d(c, qh, dh, nh, Lq, B);
+        struct ggml_tensor *k = ggml_reshape_4d(c, kh, dh, nh, L, B);
+        struct ggml_tensor *v = ggml_reshape_4d(c, vh, dh, nh, L, B);
         struct ggml_tensor *att;
-        if (e->flash) {
+        if (e->attn == ATTN_EMBD) {
+            att = embd_attention(c, qh, kh, vh, (last && select) ? &e->ap_sel : &e->ap);
+        } else if (e->flash) {
             /* Tiled online-softmax attention, f32 throughout with f32 K/V: no L x L score matrix
              * in memory and no tiny per-head GEMMs (head size 32 is a poor GEMM depth). */
             struct ggml_tensor *o = ggml_flash_attn_ext(c, ggml_permute(c, q, 0, 2, 1, 3), ggml_permute(c, k, 0, 2, 1, 3),
@@ -214,9 +232,10 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
     L = (L + 15) & ~15;
     const size_t nt = (size_t)L * n_seq, nm = (size_t)L * L * n_seq;
     if (!grow((void **)&e->ids, &e->ids_cap, nt, sizeof *e->ids) || !grow((void **)&e->pos, &e->pos_cap, nt, sizeof *e->pos) ||
-        (e->flash ? !grow((void **)&e->mask16, &e->mask16_cap, nm, sizeof *e->mask16) ||
-                        !grow((void **)&e->mask16_sel, &e->mask16_sel_cap, nt, sizeof *e->mask16_sel)
-                  : !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask)) ||
+        (e->attn == ATTN_EMBD ? false
+         : e->flash           ? !grow((void **)&e->mask16, &e->mask16_cap, nm, sizeof *e->mask16) ||
+                                    !grow((void **)&e->mask16_sel, &e->mask16_sel_cap, nt, sizeof *e->mask16_sel)
+                              : !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask)) ||
         !grow((void **)&e->sel, &e->sel_cap, (size_t)n_seq, sizeof *e->sel))
         return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
 
@@ -237,7 +256,8 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         }
         for (int t = 0; t < lens[b]; t++)
             if (row[t] < 0 || row[t] >= hp->n_vocab) return embd_fail(err, errlen, "token id %d out of range", row[t]);
-        if (e->flash) {
+        if (e->attn == ATTN_EMBD) {
+        } else if (e->flash) {
             uint16_t *mrow = e->mask16 + (size_t)b * L * L, *srow = e->mask16_sel + (size_t)b * L;
             for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0x0000 : 0xFC00; /* f16 0 and -inf */
             for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
@@ -254,6 +274,14 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         }
     }
 
+    if (!grow((void **)&e->lens_buf, &e->lens_cap, (size_t)n_seq, sizeof *e->lens_buf))
+        return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
+    memcpy(e->lens_buf, lens, (size_t)n_seq * sizeof *lens);
+    e->ap = (embd_attn_params){.lens = e->lens_buf, .n_seq = n_seq, .L = L, .Lq = L, .n_head = hp->n_head,
+                               .d_head = H / hp->n_head, .scale = 1.0f / sqrtf((float)(H / hp->n_head))};
+    e->ap_sel = e->ap;
+    e->ap_sel.Lq = 1;
+
     graph_io io;
     struct ggml_cgraph *gf = build(e, L, n_seq, select, typed, rank, &io);
     if (!ggml_gallocr_alloc_graph(e->alloc, gf))
@@ -261,7 +289,8 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
     ggml_backend_tensor_set(io.ids, e->ids, 0, nt * sizeof *e->ids);
     ggml_backend_tensor_set(io.pos, e->pos, 0, nt * sizeof *e->pos);
     if (io.types) ggml_backend_tensor_set(io.types, e->types, 0, nt * sizeof *e->types);
-    if (e->flash) {
+    if (e->attn == ATTN_EMBD) {
+    } else if (e->flash) {
         ggml_backend_tensor_set(io.mask, e->mask16, 0, nm * sizeof *e->mask16);
         if (io.mask_sel) ggml_backend_tensor_set(io.mask_sel, e->mask16_sel, 0, nt * sizeof *e->mask16_sel);
     } else {
