@@ -3,13 +3,16 @@
  * spaces to ' ' and applies NFKC (leaving U+FF5E and NFKC-ing the parts between separately), which
  * approximates SentencePiece's nmt_nfkc map. The Rust tokenizers and llama.cpp use the charsmap
  * and differ on the characters where the two disagree; this follows transformers.js. Unicode
- * normalization is utf8proc's. */
+ * normalization is utf8proc's, patched where Node's newer Unicode differs (ugm_nfkc_delta.h). */
 #include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
 #include "tokenizer/tok_unicode.h"
+#include "tokenizer/ugm_nfkc_delta.h"
 #include "tokenizer/unigram.h"
+
+#define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 bool ugm_cps_reserve(ugm_cps *b, size_t extra)
 {
@@ -60,11 +63,58 @@ static bool order_marks(uint32_t *v, size_t n)
     return true;
 }
 
+static const ugm_nfkd_delta *nfkd_delta(uint32_t cp)
+{
+    if (cp < UGM_NFKD_DELTA[0].cp || cp > UGM_NFKD_DELTA[NELEM(UGM_NFKD_DELTA) - 1].cp)
+        return NULL;
+    size_t lo = 0, hi = NELEM(UGM_NFKD_DELTA);
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (UGM_NFKD_DELTA[mid].cp < cp)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < NELEM(UGM_NFKD_DELTA) && UGM_NFKD_DELTA[lo].cp == cp ? &UGM_NFKD_DELTA[lo] : NULL;
+}
+
+static uint32_t comp_delta(uint32_t a, uint32_t b)
+{
+    for (size_t i = 0; i < NELEM(UGM_COMP_DELTA) && UGM_COMP_DELTA[i][0] <= a; i++)
+        if (UGM_COMP_DELTA[i][0] == a && UGM_COMP_DELTA[i][1] == b)
+            return UGM_COMP_DELTA[i][2];
+    return 0;
+}
+
+/* The canonical compositions utf8proc does not know, after its own: a character composes with the
+ * last starter unless something between blocks it (a starter, or a mark of class >= its own). */
+static size_t compose_delta(uint32_t *v, size_t n)
+{
+    size_t w = 0, starter = SIZE_MAX;
+    int last_ccc = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t c = v[i];
+        int cc = tu_ccc(c);
+        if (starter != SIZE_MAX && (w == starter + 1 || (last_ccc != 0 && last_ccc < cc))) {
+            uint32_t k = comp_delta(v[starter], c);
+            if (k) {
+                v[starter] = k;
+                continue;
+            }
+        }
+        if (cc == 0)
+            starter = w;
+        last_ccc = cc;
+        v[w++] = c;
+    }
+    return w;
+}
+
 /* Appends the normalization (NF[K][CD]) of in[0..n) to out. */
 static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, ugm_cps *out)
 {
     size_t start = out->n;
-    bool marks = false;
+    bool marks = false, delta = false;
     if (!ugm_cps_reserve(out, n + 16))
         return false;
     utf8proc_option_t opt = UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0);
@@ -78,6 +128,24 @@ static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, ugm_c
         }
         utf8proc_int32_t buf[32];
         int last = 0;
+        const ugm_nfkd_delta *d = nfkd_delta(cp);
+        if (d) { /* newer Unicode than utf8proc's */
+            bool canon = !compat && d->canonical;
+            if (compat || canon) {
+                for (int j = 0; j < d->n; j++)
+                    buf[j] = (utf8proc_int32_t)d->d[j];
+                delta = true;
+            } else {
+                buf[0] = (utf8proc_int32_t)cp;
+            }
+            if (!ugm_cps_reserve(out, d->n))
+                return false;
+            for (int j = 0; j < ((compat || canon) ? d->n : 1); j++)
+                out->v[out->n++] = (uint32_t)buf[j];
+            marks = true;
+            continue;
+        }
+        delta |= cp >= UGM_COMP_DELTA[0][0] && cp <= UGM_COMP_DELTA[NELEM(UGM_COMP_DELTA) - 1][0];
         utf8proc_ssize_t k = utf8proc_decompose_char((utf8proc_int32_t)cp, buf, 32, opt, &last);
         if (k <= 0 || k > 32) { /* cannot happen for assigned data (longest: 18) */
             buf[0] = (utf8proc_int32_t)cp;
@@ -113,6 +181,8 @@ static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, ugm_c
         if (r < 0)
             return false;
         out->n = start + (size_t)r;
+        if (delta)
+            out->n = start + compose_delta(out->v + start, out->n - start);
     }
     return true;
 }

@@ -4,7 +4,8 @@
  * gguf_to_tokenizer_json.py makes of it, which is what the fixture was generated from), the two
  * paths against each other on random input, Viterbi semantics on a hand-made vocabulary, invalid
  * UTF-8, truncation, large inputs, constructor errors. The GGUF is found through GGUF_PY_DIR
- * (<llama.cpp src>/gguf-py, set by ctest) or ~/.cache/embd/llama.cpp-*. */
+ * (<llama.cpp src>/gguf-py, set by ctest) or ~/.cache/embd/llama.cpp-*. EMBD_XLMR_FIXTURE replaces
+ * the fixture (tools/tokfix/xlmr_exhaustive.mjs writes a 55k-text one). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -144,7 +145,11 @@ typedef struct {
 static fx_line *load_fixture(size_t *count, json_t **config)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tokens_xlmr.jsonl", g_src);
+    const char *big = getenv("EMBD_XLMR_FIXTURE"); /* tools/tokfix/xlmr_exhaustive.mjs output */
+    if (big && *big)
+        snprintf(path, sizeof path, "%s", big);
+    else
+        snprintf(path, sizeof path, "%s/tests/fixtures/tokens_xlmr.jsonl", g_src);
     size_t len = 0;
     char *data = read_file(path, &len);
     assert_non_null(data);
@@ -225,7 +230,7 @@ static void test_parity(void **state)
     assert_string_equal(json_string_value(json_object_get(config, "gguf")), VOCAB_GGUF);
     size_t bad = check_parity(g_tg, v, n, "gguf") + check_parity(g_tj, v, n, "tokenizer.json");
     assert_int_equal(bad, 0);
-    assert_true(n >= 900); /* edge cases, numpy chunks, multilingual and stress texts */
+    assert_true(n >= 700); /* edge cases, numpy chunks, multilingual and stress texts */
     for (size_t i = 0; i < n; i++) {
         free(v[i].id);
         free(v[i].text);

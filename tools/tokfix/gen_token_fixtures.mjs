@@ -265,7 +265,10 @@ function multilingualTexts() {
     add('long', s);
   // characters of the XLM-R vocabulary's neighbourhood: unknown scripts and symbols
   for (const s of [cp(0x1F9E0, 0x1FAE8, 0x1FAF8), cp(0x10900, 0x10901) + ' phoenician', cp(0x13000, 0x13001) + ' hieroglyphs',
-    cp(0x1D11E) + ' music', '\u2603\u2604 ☃☃☃', cp(0x2A6D6, 0x20000, 0x30000), 'ꙮ ꙮꙮ'])
+    cp(0x1D11E) + ' music', '\u2603\u2604 ☃☃☃', cp(0x2A6D6, 0x20000, 0x30000), 'ꙮ ꙮꙮ',
+    // Unicode newer than utf8proc's (ugm_nfkc_delta.h): compatibility forms and compositions
+    cp(0xA7F1, 0x1CCD6, 0x1CCF9) + ' ' + cp(0x16D67, 0x16D67) + ' ' + cp(0x1611E, 0x1611E, 0x1611F) + ' ' +
+    cp(0x105D2, 0x307) + ' ' + cp(0x113C2, 0x113C2) + ' ' + cp(0x16D63, 0x16D67, 0x16D67)])
     add('rare', s);
   return t;
 }
@@ -276,7 +279,7 @@ if (wanted.includes('xlmr')) {
   const numpyFew = numpy.filter((_, i) => i % 4 === 0);
   const stress = stressTexts();
   const texts = [...edge.map(({ id, text }) => ({ id, text })), ...numpyFew, ...multilingualTexts(),
-    ...stress.filter((x) => !x.id.includes('random')), ...stress.filter((x) => x.id.includes('random')).slice(0, 600)]
+    ...stress.filter((x) => !x.id.includes('random')), ...stress.filter((x) => x.id.includes('random')).slice(0, 400)]
     .map(({ id, text }) => ({ id, text: text.toWellFormed() }));
   write('tokens_xlmr.jsonl', [{ id: '@config', gguf: XLMR_GGUF, model: 'Unigram' }, ...encodeAll(tok, texts)]);
 }
