@@ -206,41 +206,40 @@ static bool precompiled_space(uint32_t cp)
     }
 }
 
-static bool precompiled(const ugm_cps *in, ugm_cps *out)
+/* The two replacements in place, then NFKC of the parts between U+FF5E into out. */
+static bool precompiled(ugm_cps *in, ugm_cps *out)
 {
-    /* the two replacements in place into out, then NFKC of the parts between U+FF5E */
-    ugm_cps tmp = {0};
-    if (!ugm_cps_reserve(&tmp, in->n + 1))
-        return false;
     bool ascii = true;
+    size_t w = 0;
     for (size_t i = 0; i < in->n; i++) {
         uint32_t cp = in->v[i];
-        if (cp < 0x100 ? precompiled_drop(cp) : false)
+        if (cp < 0x100 && precompiled_drop(cp))
             continue;
         if (precompiled_space(cp))
             cp = ' ';
         ascii &= cp < 0xA0;
-        tmp.v[tmp.n++] = cp;
+        in->v[w++] = cp;
     }
+    in->n = w;
     out->n = 0;
     if (ascii) { /* NFKC is the identity below U+00A0 */
-        free(out->v);
-        *out = tmp;
+        if (!ugm_cps_reserve(out, in->n))
+            return false;
+        if (in->n)
+            memcpy(out->v, in->v, in->n * sizeof *in->v);
+        out->n = in->n;
         return true;
     }
     size_t s = 0;
-    for (size_t i = 0; i <= tmp.n; i++) {
-        if (i < tmp.n && tmp.v[i] != 0xFF5E)
+    for (size_t i = 0; i <= in->n; i++) {
+        if (i < in->n && in->v[i] != 0xFF5E)
             continue;
-        if (!unorm(tmp.v + s, i - s, true, true, out) || (i < tmp.n && !ugm_cps_reserve(out, 1))) {
-            free(tmp.v);
+        if (!unorm(in->v + s, i - s, true, true, out) || (i < in->n && !ugm_cps_reserve(out, 1)))
             return false;
-        }
-        if (i < tmp.n)
+        if (i < in->n)
             out->v[out->n++] = 0xFF5E;
         s = i + 1;
     }
-    free(tmp.v);
     return true;
 }
 
@@ -362,9 +361,14 @@ static bool parse_run_regex(const char *re, uint32_t *ch, size_t *min_run)
     if (tu_utf8_validate(p, len) != len || !len)
         return false;
     if (p[0] == '\\') {
-        if (len < 2 || !strchr(" .*+?^${}()|[]\\/-", p[1]))
+        static const char esc[] = "tnrfv", ctl[] = "\t\n\r\f\v";
+        const char *e = len >= 2 && p[1] ? strchr(esc, p[1]) : NULL;
+        if (e)
+            *ch = (uint8_t)ctl[e - esc];
+        else if (len >= 2 && p[1] && strchr(" .*+?^${}()|[]\\/-", p[1]))
+            *ch = p[1];
+        else
             return false;
-        *ch = p[1];
         p += 2;
     } else {
         if (strchr(".*+?^${}()|[]\\", p[0]))

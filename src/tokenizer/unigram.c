@@ -10,6 +10,7 @@
 #include "tokenizer/unigram.h"
 
 #include <math.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -703,14 +704,45 @@ static bool encode(const tok_ugm *u, const uint8_t *text, size_t len, ugm_scratc
     return true;
 }
 
+/* Each thread keeps its scratch between calls (unless a large input grew it past SCRATCH_KEEP), so
+ * that encoding a short text allocates nothing; pthread key destructors free it at thread exit. */
+#define SCRATCH_KEEP ((size_t)8 << 20)
+
+static pthread_key_t scratch_key;
+static pthread_once_t scratch_once = PTHREAD_ONCE_INIT;
+static bool scratch_key_ok;
+
+static void scratch_destroy(void *p)
+{
+    scratch_free(p);
+    free(p);
+}
+
+static void scratch_key_init(void)
+{
+    scratch_key_ok = pthread_key_create(&scratch_key, scratch_destroy) == 0;
+}
+
+static size_t scratch_bytes(const ugm_scratch *s)
+{
+    return (s->a.cap + s->b.cap + s->coff_cap + s->ecap * 2 + s->pcap) * 4 + s->nb_cap + s->mb_cap +
+           (s->secs.cap + s->subs.cap) * sizeof(span) + s->ncap * 24;
+}
+
 bool tok_ugm_encode(const tok_ugm *u, const uint8_t *text, size_t len, tok_emit_fn emit, void *ctx)
 {
-    ugm_scratch s;
-    memset(&s, 0, sizeof s);
-    s.emit = emit;
-    s.ctx = ctx;
-    bool ok = encode(u, text, len, &s);
-    scratch_free(&s);
+    pthread_once(&scratch_once, scratch_key_init);
+    ugm_scratch *s = scratch_key_ok ? pthread_getspecific(scratch_key) : NULL;
+    if (s)
+        pthread_setspecific(scratch_key, NULL); /* taken: a nested call gets its own */
+    else if (!(s = calloc(1, sizeof *s)))
+        return false;
+    s->emit = emit;
+    s->ctx = ctx;
+    bool ok = encode(u, text, len, s);
+    if (scratch_key_ok && scratch_bytes(s) <= SCRATCH_KEEP && pthread_setspecific(scratch_key, s) == 0)
+        return ok;
+    scratch_destroy(s);
     return ok;
 }
 
