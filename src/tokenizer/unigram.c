@@ -467,9 +467,13 @@ static bool node_reserve(ugm_scratch *s, size_t need)
 {
     if (need <= s->ncap)
         return true;
+    if (need > INT32_MAX) /* node indices are int32 */
+        return false;
     size_t c = s->ncap ? s->ncap : 1024;
     while (c < need)
         c *= 2;
+    if (c > INT32_MAX)
+        c = INT32_MAX;
     double *b = realloc(s->bts, c * sizeof *b);
     if (b)
         s->bts = b;
