@@ -188,10 +188,45 @@ def reader_seeds():
         write(T, name, text)
 
 
+def unigram_seeds():
+    """Unigram tokenizer.json seeds for fuzz_tokenizer_json, and texts for fuzz_tokenizer_ugm from
+    tests/fixtures/tokens_xlmr.jsonl (byte 0: max_tokens and tokenizer, as the target reads it)."""
+    T = "fuzz_tokenizer_json"
+    small = {'added_tokens': [{'id': 0, 'content': '<unk>', 'special': True}, {'id': 1, 'content': '<s>', 'special': True}, {'id': 2, 'content': '</s>', 'special': True, 'rstrip': True}, {'id': 12, 'content': 'Ab', 'special': False, 'normalized': True, 'lstrip': True}], 'normalizer': {'type': 'Sequence', 'normalizers': [{'type': 'NFKC'}, {'type': 'NFD'}, {'type': 'Replace', 'pattern': {'String': 'xy'}, 'content': 'é'}, {'type': 'Replace', 'pattern': {'Regex': '\\t+'}, 'content': ' '}, {'type': 'Strip', 'strip_left': True, 'strip_right': False}, {'type': 'Prepend', 'prepend': '_'}, {'type': 'Precompiled', 'precompiled_charsmap': ''}]}, 'pre_tokenizer': {'type': 'Metaspace', 'replacement': '_', 'prepend_scheme': 'first'}, 'post_processor': {'type': 'RobertaProcessing', 'cls': ['<s>', 1], 'sep': ['</s>', 2]}, 'model': {'type': 'Unigram', 'unk_id': 0, 'vocab': [['<unk>', 0], ['<s>', 0], ['</s>', 0], ['_', -1.5], ['a', -2], ['b', -2], ['_a', -2.5], ['ab', -3], ['é', -1], ['́', -4], ['中', -3], ['_ab', -3.5], ['Ab', -9], ['_a', -2.25], ['áb', -0.5]]}}
+    write(T, "unigram_small.json", json.dumps(small, ensure_ascii=False))
+    xlmr_like = {
+        "added_tokens": [{"id": 0, "content": "<s>", "special": True}, {"id": 1, "content": "<pad>", "special": True},
+                         {"id": 2, "content": "</s>", "special": True}, {"id": 3, "content": "<unk>", "special": True},
+                         {"id": 9, "content": "<mask>", "special": True, "lstrip": True}],
+        "normalizer": {"type": "Sequence", "normalizers": [
+            {"type": "Precompiled", "precompiled_charsmap": "AAAA"},
+            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+        "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True},
+        "post_processor": {"type": "TemplateProcessing", "single": [
+            {"SpecialToken": {"id": "<s>", "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}},
+            {"SpecialToken": {"id": "</s>", "type_id": 0}}]},
+        "model": {"type": "Unigram", "unk_id": 3, "vocab": [
+            ["<s>", 0], ["<pad>", 0], ["</s>", 0], ["<unk>", 0], ["\u2581", -3], ["\u2581Hello", -5], ["l", -4],
+            ["o", -4], ["\u2581W", -6], ["<mask>", 0], ["\u4f60\u597d", -7]]}}
+    write(T, "unigram_xlmr_like.json", json.dumps(xlmr_like, ensure_ascii=False))
+    T = "fuzz_tokenizer_ugm"
+    with open(os.path.join(ROOT, "tests", "fixtures", "tokens_xlmr.jsonl"), encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()][1:]
+    pick = [x for x in lines if x["id"].startswith("xlmr_")] + [x for x in lines if x["id"].startswith("edge_")][:30]
+    for i, x in enumerate(pick):
+        name = "".join(c if c.isalnum() or c == "_" else "_" for c in x["id"].lower())[:40]
+        sel = (i * 7) % 64 | (128 if i % 5 == 0 else 0)
+        write(T, name, bytes([sel]) + cut_utf8(x["text"].encode("utf-8", "surrogatepass"), 2048))
+    write(T, "bad_utf8", b"\x05abc\xe4\xb8\xad\xff<mask>")
+    write(T, "small_paths", b"\x80  Ab\tAB  xy a\xcc\x81b </s>  tail \xef\xbd\x9e")
+
+
 if __name__ == "__main__":
-    for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line"):
+    for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line",
+              "fuzz_tokenizer_ugm"):
         shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)
     tokenizer_seeds()
     jsonfix_seeds()
     reader_seeds()
     gguf_seeds(tokenizer_json_seeds())
+    unigram_seeds()

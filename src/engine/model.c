@@ -123,8 +123,10 @@ static embd_tokenizer *tokenizer_from_gguf(const struct gguf_context *g, char *e
         return NULL;
     }
     const char *tmodel = kv_str(g, "tokenizer.ggml.model");
+    if (tmodel && !strcmp(tmodel, "t5")) /* SentencePiece Unigram: XLM-RoBERTa */
+        return embd_tokenizer_new_unigram_gguf(g, err, errlen);
     if (tmodel && strcmp(tmodel, "bert") != 0) {
-        embd_fail(err, errlen, "tokenizer model '%s' is not supported (only WordPiece 'bert')", tmodel);
+        embd_fail(err, errlen, "tokenizer model '%s' is not supported (WordPiece 'bert', Unigram 't5')", tmodel);
         return NULL;
     }
     size_t n = gguf_get_arr_n(g, tid);

@@ -8,7 +8,8 @@
  *     removal (Rust strips accents before lowercasing);
  *   - added-token contents are also WordPiece vocabulary, single_word is ignored, lstrip/rstrip
  *     trim the neighbouring sections.
- * Character data follows the Node that generated the fixtures (tok_unicode.h). */
+ * Character data follows the Node that generated the fixtures (tok_unicode.h). A Unigram model
+ * (unigram.c) sits behind the same API: encode then only adds [CLS]/[SEP] and truncates. */
 #include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
@@ -19,6 +20,7 @@
 
 #include "tokenizer/tok_hash.h"
 #include "tokenizer/tok_unicode.h"
+#include "tokenizer/unigram.h"
 
 typedef struct {
     char *content; /* valid UTF-8 */
@@ -55,6 +57,7 @@ struct embd_tokenizer {
     size_t plen;
     uint64_t prefix_hash;
     int32_t unk_id, cls_id, sep_id;
+    tok_ugm *ugm; /* a Unigram model (unigram.c) instead of the WordPiece above */
 };
 
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -627,6 +630,11 @@ static bool encode_text(const embd_tokenizer *t, const uint8_t *text, size_t len
     return !em->oom;
 }
 
+static void emit_cb(void *ctx, int32_t id)
+{
+    emit(ctx, id);
+}
+
 int embd_tokenizer_encode(const embd_tokenizer *t, const char *text, size_t len, size_t max_tokens,
                           embd_tokens *out, size_t *err_offset)
 {
@@ -652,19 +660,24 @@ int embd_tokenizer_encode(const embd_tokenizer *t, const char *text, size_t len,
     emitter em = {out, SIZE_MAX, 0, false};
     if (max_tokens)
         em.limit = max_tokens >= 2 ? max_tokens - 2 : 0;
-    scratch sc;
-    memset(&sc, 0, sizeof sc);
-    bool ok = encode_text(t, s, len, &sc, &em);
-    scratch_free(&sc);
+    bool ok;
+    if (t->ugm) {
+        ok = tok_ugm_encode(t->ugm, s, len, emit_cb, &em) && !em.oom;
+    } else {
+        scratch sc;
+        memset(&sc, 0, sizeof sc);
+        ok = encode_text(t, s, len, &sc, &em);
+        scratch_free(&sc);
+    }
     if (!ok)
         return EMBD_TOK_ENOMEM;
     size_t stored = em.npieces < em.limit ? em.npieces : em.limit;
-    out->ids[0] = t->cls_id;
+    out->ids[0] = embd_tokenizer_cls_id(t);
     out->n_full = em.npieces + 2;
     if (max_tokens == 1) {
         out->n = 1; /* room for [CLS] only */
     } else {
-        out->ids[1 + stored] = t->sep_id;
+        out->ids[1 + stored] = embd_tokenizer_sep_id(t);
         out->n = stored + 2;
     }
     out->truncated = out->n < out->n_full;
@@ -697,6 +710,7 @@ void embd_tokenizer_free(embd_tokenizer *t)
             free(t->id_tok[i]);
     free(t->id_tok);
     free(t->prefix);
+    tok_ugm_free(t->ugm);
     free(t);
 }
 
@@ -946,6 +960,26 @@ static bool parse_post(const json_t *pp, const char **cls, const char **sep)
     return *cls && *sep && m && !strcmp(jstr(m, "id", ""), "A");
 }
 
+static embd_tokenizer *wrap_ugm(tok_ugm *u)
+{
+    embd_tokenizer *t = u ? calloc(1, sizeof *t) : NULL;
+    if (!t) {
+        tok_ugm_free(u);
+        return NULL;
+    }
+    t->ugm = u;
+    return t;
+}
+
+embd_tokenizer *embd_tokenizer_new_unigram(const embd_unigram_vocab *v, char *err, size_t errlen)
+{
+    tok_ugm *u = tok_ugm_new(v, err, errlen);
+    embd_tokenizer *t = wrap_ugm(u);
+    if (u && !t)
+        set_err(err, errlen, "out of memory");
+    return t;
+}
+
 static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
 {
     const json_t *model = json_object_get(root, "model");
@@ -954,8 +988,15 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     const json_t *pre = json_object_get(root, "pre_tokenizer");
     const json_t *post = json_object_get(root, "post_processor");
     const json_t *added = json_object_get(root, "added_tokens");
-    const char *mtype = jstr(model, "type", "WordPiece");
+    const char *mtype = jstr(model, "type", json_is_array(vocab) ? "Unigram" : "WordPiece");
     const char *cls = NULL, *sep = NULL;
+    if (!strcmp(mtype, "Unigram")) {
+        tok_ugm *u = tok_ugm_from_json(root, err, errlen);
+        embd_tokenizer *t = wrap_ugm(u);
+        if (u && !t)
+            set_err(err, errlen, "out of memory");
+        return t;
+    }
     if (!json_is_object(vocab) || strcmp(mtype, "WordPiece")) {
         set_err(err, errlen, "model is not WordPiece");
         return NULL;
@@ -1086,11 +1127,13 @@ embd_tokenizer *embd_tokenizer_from_json_file(const char *path, char *err, size_
 
 size_t embd_tokenizer_vocab_size(const embd_tokenizer *t)
 {
-    return t ? t->n_ids : 0;
+    return !t ? 0 : t->ugm ? tok_ugm_vocab_size(t->ugm) : t->n_ids;
 }
 
 const char *embd_tokenizer_token(const embd_tokenizer *t, int32_t id)
 {
+    if (t && t->ugm)
+        return tok_ugm_token(t->ugm, id);
     if (!t || id < 0 || (size_t)id >= t->n_ids)
         return NULL;
     return t->id_tok[id];
@@ -1098,10 +1141,10 @@ const char *embd_tokenizer_token(const embd_tokenizer *t, int32_t id)
 
 int32_t embd_tokenizer_cls_id(const embd_tokenizer *t)
 {
-    return t ? t->cls_id : -1;
+    return !t ? -1 : t->ugm ? tok_ugm_cls_id(t->ugm) : t->cls_id;
 }
 
 int32_t embd_tokenizer_sep_id(const embd_tokenizer *t)
 {
-    return t ? t->sep_id : -1;
+    return !t ? -1 : t->ugm ? tok_ugm_sep_id(t->ugm) : t->sep_id;
 }

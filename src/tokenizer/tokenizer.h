@@ -30,7 +30,31 @@ void embd_wordpiece_opts_default(embd_wordpiece_opts *o); /* bert-base-uncased d
 embd_tokenizer *embd_tokenizer_new_wordpiece(const char *const *tokens, const int32_t *token_types,
                                              size_t n_tokens, const embd_wordpiece_opts *opts,
                                              char *err, size_t errlen);
-/* From a Hugging Face tokenizer.json (model.type WordPiece, BertNormalizer, added_tokens). */
+/* SentencePiece Unigram vocabulary as llama.cpp stores XLM-RoBERTa in GGUF (tokenizer.ggml.model
+ * "t5"). Ids follow transformers.js's Unigram tokenizer for the tokenizer.json of the same model:
+ * the Precompiled normalizer is transformers.js's (fixed control/space rules + NFKC; the charsmap
+ * is not consulted there, so not here either), Replace " {2,}" -> " " when
+ * remove_extra_whitespaces, Metaspace (U+2581, prepended when add_space_prefix), Viterbi over the
+ * vocabulary, <s> pieces </s>. Token types 2/3/4 are added tokens matched in the raw text (a
+ * control "<mask>" strips whitespace on its left, as XLM-R's does); type 5 (unused padding rows
+ * llama.cpp appends) is not vocabulary. Ids < 0 are looked up by type (unk) or name. */
+typedef struct {
+    const char *const *tokens;
+    const float *scores;        /* NULL: all 0 */
+    const int32_t *token_types; /* NULL: all normal except the special ids */
+    size_t n_tokens;
+    const uint8_t *charsmap;    /* precompiled_charsmap; its presence selects Precompiled */
+    size_t charsmap_len;
+    bool add_space_prefix, remove_extra_whitespaces;
+    int32_t bos_id, eos_id, unk_id; /* [CLS] -> bos (<s>), [SEP] -> eos (</s>) */
+} embd_unigram_vocab;
+
+embd_tokenizer *embd_tokenizer_new_unigram(const embd_unigram_vocab *v, char *err, size_t errlen);
+struct gguf_context;
+/* The same from a GGUF's tokenizer.ggml.* keys (tokenizer.ggml.model must be "t5"). */
+embd_tokenizer *embd_tokenizer_new_unigram_gguf(const struct gguf_context *g, char *err, size_t errlen);
+/* From a Hugging Face tokenizer.json (model.type WordPiece with BertNormalizer,
+ * or Unigram with Precompiled/Replace/NFKC/Strip/Prepend normalizers and Metaspace; added_tokens). */
 embd_tokenizer *embd_tokenizer_from_json_file(const char *path, char *err, size_t errlen);
 /* The same from the JSON text (len bytes). */
 embd_tokenizer *embd_tokenizer_from_json(const char *json, size_t len, char *err, size_t errlen);

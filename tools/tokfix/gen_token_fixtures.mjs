@@ -5,10 +5,17 @@
 // before jansson. Synthetic files start with a {"id": "@config", ...} line that says how to build
 // their tokenizer from "base" (a model directory): "added_tokens" are appended to its added
 // tokens, "normalizer" replaces its normalizer, "model" is merged into its model.
-import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+// tokens_xlmr.jsonl (node gen_token_fixtures.mjs xlmr) is XLM-RoBERTa's Unigram tokenizer: its
+// @config line names the llama.cpp GGUF vocabulary ("gguf", under <llama.cpp src>/models) that
+// gguf_to_tokenizer_json.py turns into the tokenizer.json encoded here; GGUF_PY_DIR (as ctest sets
+// it) or ~/.cache/embd/llama.cpp-*/src locates it. Lone surrogates become U+FFFD there first, as
+// embd_json_fix_surrogates makes them before any text reaches the tokenizer.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AutoTokenizer, BertTokenizer, env } from '@huggingface/transformers';
+import { AutoTokenizer, BertTokenizer, XLMRobertaTokenizer, env } from '@huggingface/transformers';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -164,13 +171,125 @@ function addedTexts() {
   return [...t, ...edge.map(({ id, text }) => ({ id, text })), ...numpy.slice(0, 40)];
 }
 
+// ---- XLM-RoBERTa (SentencePiece Unigram) from llama.cpp's GGUF vocabulary
+const XLMR_GGUF = 'ggml-vocab-nomic-bert-moe.gguf';
+
+function llamaSrc() {
+  if (process.env.GGUF_PY_DIR) return resolve(process.env.GGUF_PY_DIR, '..');
+  const cache = join(homedir(), '.cache', 'embd');
+  const d = readdirSync(cache).find((x) => x.startsWith('llama.cpp-'));
+  if (!d) throw new Error('no llama.cpp source under ~/.cache/embd (run scripts/build-llama.sh)');
+  return join(cache, d, 'src');
+}
+
+function xlmrTokenizer() {
+  const tmp = mkdtempSync(join(tmpdir(), 'xlmr-'));
+  try {
+    const out = join(tmp, 'tokenizer.json');
+    execFileSync(process.env.PYTHON || 'python3', [join(here, 'gguf_to_tokenizer_json.py'),
+      join(llamaSrc(), 'models', XLMR_GGUF), out], { stdio: 'inherit' });
+    const json = JSON.parse(readFileSync(out, 'utf8'));
+    // xlm-roberta-base's tokenizer_config.json
+    const cfg = { bos_token: '<s>', eos_token: '</s>', unk_token: '<unk>', sep_token: '</s>', cls_token: '<s>',
+      pad_token: '<pad>', mask_token: '<mask>', model_max_length: 512, clean_up_tokenization_spaces: true };
+    return new XLMRobertaTokenizer(json, cfg);
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function multilingualTexts() {
+  const t = [];
+  const add = (id, text) => t.push({ id: `xlmr_${String(t.length).padStart(3, '0')}_${id}`, text });
+  const cp = (...c) => String.fromCodePoint(...c);
+  const langs = {
+    zh: '我们今天去北京大学参观，天气很好。机器学习是人工智能的一个分支。',
+    zh_trad: '臺灣的繁體中文與簡體中文有所不同。',
+    ja: '東京は日本の首都です。ひらがなとカタカナ、そして漢字を使います。ｶﾀｶﾅ ｶﾞｷﾞ',
+    ko: '안녕하세요, 저는 학생입니다. 한국어 텍스트 토큰화 테스트.',
+    ar: 'مرحبا بالعالم! هذه جملة باللغة العربية مع أرقام ١٢٣ وتشكيل: مُحَمَّد.',
+    he: 'שלום עולם, זהו משפט בעברית עם ניקוד: שָׁלוֹם.',
+    fa: 'این یک جمله فارسی است با نیم‌فاصله.',
+    hi: 'नमस्ते दुनिया! यह हिन्दी में एक वाक्य है। क्षत्रिय, ज्ञान, श्री।',
+    bn: 'আমি বাংলায় গান গাই।',
+    ta: 'தமிழ் ஒரு பழமையான மொழி.',
+    th: 'ภาษาไทยไม่มีการเว้นวรรคระหว่างคำ สวัสดีครับ',
+    km: 'ភាសាខ្មែរ',
+    my: 'မြန်မာဘာသာ',
+    ka: 'ქართული ენა',
+    hy: 'Հայերեն լեզու',
+    am: 'አማርኛ ቋንቋ',
+    si: 'සිංහල භාෂාව',
+    bo: 'བོད་ཡིག',
+    ru: 'Привет, мир! Съешь же ещё этих мягких французских булок, да выпей чаю.',
+    uk: 'Ґанок, їжак, європейський.',
+    el: 'Γειά σου Κόσμε! ΟΔΥΣΣΕΥΣ και ὀδυσσεύς.',
+    tr: 'İstanbul’da ılık bir gün; IĞDIR ışık.',
+    vi: 'Tiếng Việt có nhiều dấu: người, được, Nguyễn, quốc ngữ.',
+    de: 'Donaudampfschifffahrtsgesellschaftskapitänsmütze und Straße, GRÜSSE, Ärger.',
+    fr: 'L’œuvre « française » coûte 12,50 € — naïveté, cœur.',
+    es: '¿Dónde está la niña? ¡Olé!',
+    pl: 'Zażółć gęślą jaźń.',
+    sw: 'Habari ya asubuhi, rafiki yangu.',
+    mixed: 'English 中文 العربية हिन्दी русский 日本語 한국어 ελληνικά',
+  };
+  for (const [k, v] of Object.entries(langs)) add(k, v);
+  for (const s of ['😀', '👨‍👩‍👧‍👦 family', '🏳️‍🌈 🇩🇪🇯🇵 flags', '👍🏽👍🏿', '1️⃣ #️⃣', 'I ❤️ NY', '🤖🧠💡 ai', '✈︎ ✈️'])
+    add('emoji', s);
+  for (const s of ['e\u0301 é', 'a\u0308\u0301 ǘ ṻ', 'Å Å Å', 'ﬁ ﬂ ﬃ ﬄ ſt', '½ ¼ ¾ ² ³ ⁴ ₅', 'Ⅻ ⅻ ① ⑳ ㉑',
+    '㎏ ㍿ ㋿ ℃ ℉ № ™ ℡', 'ﷺ ﷻ', '𝐀𝐁𝐂 𝕏 𝔸 𝒜', 'ＡＢＣ ａｂｃ １２３ ！？＆', 'a～b ～ 〜 ~', '～\u0301x ～～',
+    'ｶﾞｷﾞｸﾞ ﾊﾟ', '\u1100\u1161\u11A8 각', 'x\u0327\u0301 ḉ', 'Z̤͔ͧ̑̓ä͖̭̈̇lͮ̒ͫǧ̗͚̚o̙̔ͮ̇͐̇', 'q' + '\u0301\u0316'.repeat(50),
+    '¨ ´ ¸ ˜ ΅ ῁', '\u0301 leading mark', 'ǅ ǆ Ǆ', 'µ μ K K'])
+    add('nfkc', s);
+  for (const s of ['a  b', 'a   b    c', '  leading', 'trailing  ', ' ', '   ', 'a\tb\t\tc', 'line1\nline2\n\n\nline3',
+    'a\r\nb', 'a\u00A0b\u00A0\u00A0c', 'a\u3000b', 'a\u2002\u2003b', 'a\u200Bb', 'a\uFEFFb', 'x\u2581y ▁▁ ▁',
+    'a \u0085 b', 'a\u2028b\u2029c', 'a\u000Bb\u000Cc', ' \t \n '])
+    add('space', s);
+  let c0 = '';
+  for (let i = 1; i < 0x20; i++) c0 += String.fromCharCode(i) + 'x';
+  add('c0', c0);
+  let c1 = '';
+  for (let i = 0x7F; i < 0xA0; i++) c1 += String.fromCharCode(i) + 'y';
+  add('c1', c1);
+  add('nul', 'a\u0000b \u0000 \u0000\u0000');
+  add('fffd', 'a\uFFFDb \uFFFD');
+  add('format', 'a\u00ADb\u200Cc\u200Dd\u2060e\u180Ef\u061Cg\u2066h' + cp(0xE0001, 0xE0041) + 'i');
+  add('private', '\uE000x\uF8FF ' + cp(0xF0000) + ' ' + cp(0x10FFFD) + ' \uFFFE\uFFFF \u0378');
+  for (const s of ['<s>', '</s>', '<pad>', '<unk>', '<mask>', 'a <mask> b', 'a  <mask>  b', 'a\t<mask>', '<mask>x',
+    'x<s>y</s>z', '<s><s>', '<S> <Mask>', '＜s＞ ＜/s＞ ＜mask＞ ＜unk＞', 'a ＜unk＞ b', '<unk', '<<s>>', '[PAD250001]'])
+    add('special', s);
+  for (const s of ['a'.repeat(300), 'ab'.repeat(500), '中'.repeat(300), 'x'.repeat(50) + ' ' + 'y'.repeat(50),
+    'pneumonoultramicroscopicsilicovolcanoconiosis', 'Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz',
+    'https://example.com/path/to/resource?query=value&other=123#frag', 'user.name+tag@example.co.uk',
+    'C:\\Users\\name\\file.txt', '3.14159265358979 1,000,000 0xDEADBEEF 1e-10', 'snake_case_identifier camelCaseIdentifier'])
+    add('long', s);
+  // characters of the XLM-R vocabulary's neighbourhood: unknown scripts and symbols
+  for (const s of [cp(0x1F9E0, 0x1FAE8, 0x1FAF8), cp(0x10900, 0x10901) + ' phoenician', cp(0x13000, 0x13001) + ' hieroglyphs',
+    cp(0x1D11E) + ' music', '\u2603\u2604 ☃☃☃', cp(0x2A6D6, 0x20000, 0x30000), 'ꙮ ꙮꙮ',
+    // Unicode newer than utf8proc's (ugm_nfkc_delta.h): compatibility forms and compositions
+    cp(0xA7F1, 0x1CCD6, 0x1CCF9) + ' ' + cp(0x16D67, 0x16D67) + ' ' + cp(0x1611E, 0x1611E, 0x1611F) + ' ' +
+    cp(0x105D2, 0x307) + ' ' + cp(0x113C2, 0x113C2) + ' ' + cp(0x16D63, 0x16D67, 0x16D67)])
+    add('rare', s);
+  return t;
+}
+
 const wanted = process.argv.slice(2);
+if (wanted.includes('xlmr')) {
+  const tok = xlmrTokenizer();
+  const numpyFew = numpy.filter((_, i) => i % 4 === 0);
+  const stress = stressTexts();
+  const texts = [...edge.map(({ id, text }) => ({ id, text })), ...numpyFew, ...multilingualTexts(),
+    ...stress.filter((x) => !x.id.includes('random')), ...stress.filter((x) => x.id.includes('random')).slice(0, 400)]
+    .map(({ id, text }) => ({ id, text: text.toWellFormed() }));
+  write('tokens_xlmr.jsonl', [{ id: '@config', gguf: XLMR_GGUF, model: 'Unigram' }, ...encodeAll(tok, texts)]);
+}
 const all = ['bge-small-en-v1.5', 'all-MiniLM-L6-v2'];
-for (const name of wanted.length ? wanted : all) {
+for (const name of wanted.length ? wanted.filter((x) => x !== 'xlmr') : all) {
   if (!existsSync(join(models, name, 'tokenizer.json'))) throw new Error(`${name}: no tokenizer.json`);
   write(`tokens_${name}.jsonl`, encodeAll(await loadTokenizer(name), corpus));
 }
 if (!wanted.length) {
+  console.log('tokens_xlmr.jsonl: node gen_token_fixtures.mjs xlmr');
   const base = 'bge-small-en-v1.5';
   const stress = stressTexts();
   write('tokens_stress.jsonl', [{ id: '@config', base }, ...encodeAll(await loadTokenizer(base), stress)]);
