@@ -10,7 +10,8 @@ gguf_lite.py).
                         two shards + model.safetensors.index.json, "bert." prefix
         bert-reranker   BertForSequenceClassification, ms-marco-MiniLM-L-12-v2 tokenizer/config
                         layout (pooler + 1-label classifier), F32
-        xlmr            XLMRobertaModel, 250k Unigram tokenizer.json, CLS pooling, F16 weights
+        xlmr            XLMRobertaModel, 250k Unigram tokenizer.json, mean pooling and query:/passage:
+                        prompts (multilingual-e5 style), F16 weights
         xlmr-reranker   XLMRobertaForSequenceClassification ("roberta." prefix, classifier.dense +
                         classifier.out_proj), F32
 
@@ -217,9 +218,8 @@ def xlmr_tokenizer_files(d):
         "version": "1.0", "truncation": None, "padding": None,
         "added_tokens": [added(0, "<s>"), added(1, "<pad>"), added(2, "</s>"), added(3, "<unk>"),
                          added(XLMR_VOCAB - 1, "<mask>", lstrip=True)],
-        "normalizer": {"type": "Sequence", "normalizers": [
-            {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(charsmap).decode()},
-            {"type": "Replace", "pattern": {"Regex": " {2,}"}, "content": " "}]},
+        # a plain Precompiled normaliser: llama.cpp's converter reads normalizer.precompiled_charsmap
+        "normalizer": {"type": "Precompiled", "precompiled_charsmap": base64.b64encode(charsmap).decode()},
         "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always", "split": True},
         "post_processor": {"type": "TemplateProcessing",
                            "single": [special("<s>"), seq("A"), special("</s>")],
@@ -254,7 +254,7 @@ def xlmr_config(arch, **extra):
 
 
 # --- kinds ------------------------------------------------------------------------------------
-def gen(kind, d, seed):
+def gen(kind, d, seed, tokenizer_from=None):
     rng = np.random.default_rng(seed)
     os.makedirs(d, exist_ok=True)
     if kind.startswith("bert"):
@@ -312,14 +312,18 @@ def gen(kind, d, seed):
         write_safetensors(os.path.join(d, "model.safetensors"), [(n, a, "F32") for n, a in t])
     elif kind in ("xlmr", "xlmr-reranker"):
         n_layer, H, heads, F, n_pos, n_types = SHAPES["xlmr"]
-        xlmr_tokenizer_files(d)
+        if tokenizer_from:  # same files as another XLM-R directory (saves rebuilding 10 MB of JSON)
+            for n in ("tokenizer.json", "tokenizer_config.json"):
+                shutil.copy(os.path.join(tokenizer_from, n), os.path.join(d, n))
+        else:
+            xlmr_tokenizer_files(d)
         if kind == "xlmr":
             dump(d, "config.json", xlmr_config("XLMRobertaModel"))
             t = encoder_weights(rng, n_layer, H, F, n_pos, n_types, XLMR_VOCAB)
             t += [("pooler.dense.weight", STD * rng.standard_normal((H, H))),
                   ("pooler.dense.bias", STD * rng.standard_normal(H))]
             write_safetensors(os.path.join(d, "model.safetensors"), [(n, a, "F16") for n, a in t])
-            sbert_files(d, "cls", 8192, {"query": "query: ", "passage": "passage: "})
+            sbert_files(d, "mean", 512, {"query": "query: ", "passage": "passage: "})  # multilingual-e5 style
         else:
             dump(d, "config.json", xlmr_config("XLMRobertaForSequenceClassification",
                                                id2label={"0": "LABEL_0"}, label2id={"LABEL_0": 0}))
