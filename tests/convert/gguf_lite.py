@@ -14,6 +14,7 @@ _SCALAR = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?
 _NP = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8",
        12: "<f8"}
 STRING, ARRAY = 8, 9
+_U64 = struct.Struct("<Q")
 
 
 class Tensor:
@@ -67,8 +68,14 @@ class GGUF:
             return self._str(), "STRING"
         if t == ARRAY:
             et, n = self._u("<I"), self._u("<Q")
-            if et == STRING:
-                return [self._str() for _ in range(n)], "ARRAY[STRING]"
+            if et == STRING:  # inlined: vocabularies hold 250k strings
+                raw, pos, out, unpack = self.raw, self.pos, [], _U64.unpack_from
+                for _ in range(n):
+                    ln = unpack(raw, pos)[0]
+                    out.append(raw[pos + 8:pos + 8 + ln].decode("utf-8"))
+                    pos += 8 + ln
+                self.pos = pos
+                return out, "ARRAY[STRING]"
             if et in _NP:
                 a = np.frombuffer(self.raw, _NP[et], n, self.pos)
                 self.pos += a.nbytes

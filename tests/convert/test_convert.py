@@ -317,7 +317,7 @@ def plain(v):
 
 def check_structure(label, d, path, qtype):
     kv_want, t_want = expected_gguf(d, qtype)
-    g = GGUF(path)
+    g = read_gguf(path)
     got = {k: plain(v) for k, v in g.kv.items()}
     check(set(got) == set(kv_want), f"{label}: keys differ: extra {sorted(set(got) - set(kv_want))}, "
                                     f"missing {sorted(set(kv_want) - set(got))}")
@@ -430,10 +430,19 @@ def check_tokenizer(label, gguf_path, fixture):
     check(len(got) == len(rows) and not bad, f"{label}: embd tokenize differs from HF ids on {bad[:5]}")
 
 
+_gguf_cache = {}
+
+
+def read_gguf(path):
+    if path not in _gguf_cache:
+        _gguf_cache[path] = GGUF(path)
+    return _gguf_cache[path]
+
+
 def file_ref(hf_reference, path):
     """The HF reference with its weights replaced by the values stored in the GGUF (dequantised):
     what a perfect engine computes from this file. Separates the type's rounding from embd's."""
-    g = GGUF(path)
+    g = read_gguf(path)
     r = BertRef.__new__(BertRef)
     r.__dict__.update(hf_reference.__dict__)
     r.w = {}
@@ -732,7 +741,9 @@ def main():
     check_bert_numbers("bert-sharded", hf["bert-sharded"], files["bert-sharded"])
     check_xlmr_numbers("xlmr", hf["xlmr"], files["xlmr"])
     print(f"numeric checks done at {time.time() - t0:.1f} s", flush=True)
+    _gguf_cache.clear()
     check_llama(hf, files)
+    print(f"llama.cpp checks done at {time.time() - t0:.1f} s", flush=True)
     check_errors(hf)
 
     print(f"convert: {passed} checks passed, {len(failures)} failed, {time.time() - t0:.1f} s")
