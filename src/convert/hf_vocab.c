@@ -131,6 +131,11 @@ static void resolve_specials(const json_t *tok, const json_t *tc, const embd_hf_
                              embd_hf_vocab *v) {
     const char *names[EMBD_SP_N] = {0};
     for (int k = 0; k < EMBD_SP_N; k++) names[k] = tc ? tc_token(tc, EMBD_SP_NAMES[k]) : NULL;
+    if (vtxt) { /* BertTokenizer's defaults */
+        static const char *const dflt[EMBD_SP_N] = {NULL, NULL, "[UNK]", "[SEP]", "[PAD]", "[CLS]", "[MASK]"};
+        for (int k = 0; k < EMBD_SP_N; k++)
+            if (!names[k]) names[k] = dflt[k];
+    }
     if (tok) {
         if (tc && !names[EMBD_SP_BOS] && names[EMBD_SP_CLS]) names[EMBD_SP_BOS] = names[EMBD_SP_CLS];
         if (tc && !names[EMBD_SP_EOS] && names[EMBD_SP_SEP]) names[EMBD_SP_EOS] = names[EMBD_SP_SEP];

@@ -288,9 +288,10 @@ def _expected_base(d):
         tc = load_json(d, "tokenizer_config.json")
         with open(os.path.join(d, "vocab.txt"), encoding="utf-8") as f:
             words = [w.rstrip("\n") for w in f]
-        for k in ("unk", "sep", "pad", "cls", "mask"):
-            if k not in ids and tc_name(tc, k) in words:
-                ids[k] = words.index(tc_name(tc, k))
+        for k, dflt in (("unk", "[UNK]"), ("sep", "[SEP]"), ("pad", "[PAD]"), ("cls", "[CLS]"), ("mask", "[MASK]")):
+            name = tc_name(tc, k) or dflt  # BertTokenizer's defaults
+            if k not in ids and name in words:
+                ids[k] = words.index(name)
     keyname = {"bos": "bos", "eos": "eos", "unk": "unknown", "sep": "seperator", "pad": "padding", "cls": "cls",
                "mask": "mask"}
     for k, v in ids.items():
