@@ -1,8 +1,10 @@
 /* embd convert HF_DIR OUT.gguf [--type f32|f16|q8_0]: Hugging Face model directory -> GGUF. */
 #include <getopt.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli/cli.h"
 #include "convert/convert.h"
@@ -16,6 +18,26 @@ static void usage(FILE *f) {
                "  --type T   weight type of the 2-D matrices (default f16); vectors, norms and position /\n"
                "             token-type embeddings stay f32, as llama.cpp's converter keeps them\n"
                "  --quiet    no summary line\n");
+}
+
+/* embd_convert writes OUT.tmp.<pid> and renames it at the end; on Ctrl-C / SIGTERM that
+ * temporary file is removed before the process dies (unlink is async-signal-safe). */
+static char g_tmp_path[4200];
+
+static void remove_tmp_and_die(int sig) {
+    unlink(g_tmp_path);
+    signal(sig, SIG_DFL);
+    raise(sig);
+}
+
+static void cleanup_on_signals(const char *out_path) {
+    snprintf(g_tmp_path, sizeof g_tmp_path, "%s.tmp.%d", out_path, (int)getpid());
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = remove_tmp_and_die;
+    sigemptyset(&sa.sa_mask);
+    const int sigs[] = {SIGINT, SIGTERM, SIGHUP};
+    for (size_t i = 0; i < sizeof sigs / sizeof sigs[0]; i++) sigaction(sigs[i], &sa, NULL);
 }
 
 int cmd_convert(int argc, char **argv) {
@@ -49,6 +71,7 @@ int cmd_convert(int argc, char **argv) {
     }
     o.hf_dir = argv[optind];
     o.out_path = argv[optind + 1];
+    cleanup_on_signals(o.out_path);
     char err[1024];
     embd_convert_stats st;
     double t0 = embd_now();

@@ -30,6 +30,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -689,6 +690,27 @@ def check_errors(hf):
         os.remove(os.path.join(d, "model-00002-of-00002.safetensors"))
     check_error("missing shard", corrupt_copy(hf["bert-sharded"], "noshard", missing_shard),
                 "model-00002-of-00002.safetensors")
+
+    # Ctrl-C while the temporary file is being written: it is removed, no output appears
+    out = os.path.join(TMP, "interrupted.gguf")
+    for attempt in range(3):
+        p = subprocess.Popen([EMBD, "convert", hf["xlmr"], out, "--type", "f32", "--quiet"], stderr=subprocess.PIPE)
+        seen = False
+        while p.poll() is None and not seen:
+            seen = bool(glob.glob(out + ".tmp.*"))
+            time.sleep(0.005)
+        if seen:
+            p.send_signal(signal.SIGINT)
+        rc = p.wait()
+        p.stderr.close()
+        if seen and rc == -signal.SIGINT:
+            check(not os.path.exists(out) and not glob.glob(out + ".tmp.*"),
+                  "interrupted conversion left files behind")
+            break
+        for f in glob.glob(out + "*"):
+            os.remove(f)
+    else:
+        print("interrupt check: the conversion finished before it could be interrupted (3 tries)")
 
     # a failed conversion leaves an existing output file as it was
     keep = os.path.join(TMP, "keep.gguf")
