@@ -221,12 +221,64 @@ def unigram_seeds():
     write(T, "small_paths", b"\x80  Ab\tAB  xy a\xcc\x81b </s>  tail \xef\xbd\x9e")
 
 
+def safetensors_seeds():
+    """Tiny safetensors images: F32/F16/BF16/I64 tensors, metadata, an empty tensor, a 0-d tensor."""
+    T = "fuzz_safetensors"
+
+    def image(header, data):
+        h = json.dumps(header, separators=(",", ":")).encode()
+        h += b" " * (-len(h) % 8)
+        return struct.pack("<Q", len(h)) + h + data
+
+    write(T, "mixed.safetensors", image({
+        "__metadata__": {"format": "pt"},
+        "embeddings.position_ids": {"dtype": "I64", "shape": [1, 2], "data_offsets": [0, 16]},
+        "a.weight": {"dtype": "F32", "shape": [2, 2], "data_offsets": [16, 32]},
+        "a.bias": {"dtype": "F16", "shape": [2], "data_offsets": [32, 36]},
+        "b": {"dtype": "BF16", "shape": [1, 1, 2], "data_offsets": [36, 40]},
+        "empty": {"dtype": "F32", "shape": [0, 4], "data_offsets": [40, 40]},
+        "scalar": {"dtype": "F32", "shape": [], "data_offsets": [40, 44]}}, bytes(range(44))))
+    write(T, "empty_header.safetensors", image({}, b""))
+    write(T, "bad_offsets.safetensors", image({"x": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}}, b"\0" * 8))
+
+
+def hf_tokenizer_seeds():
+    """First byte: bit 0 family (1 XLM-R), bits 1-6 config vocab_size, bit 7 tokenizer_config; then JSON."""
+    T = "fuzz_hf_tokenizer"
+    special = lambda t: {"SpecialToken": {"id": t, "type_id": 0}}  # noqa: E731
+    seq = lambda t: {"Sequence": {"id": t, "type_id": 0}}  # noqa: E731
+    wp = {"added_tokens": [{"id": 0, "content": "[PAD]", "special": True}, {"id": 1, "content": "[CLS]", "special": True},
+                           {"id": 2, "content": "[SEP]", "special": True}, {"id": 9, "content": "<extra>", "special": False}],
+          "normalizer": {"type": "BertNormalizer", "lowercase": True, "strip_accents": None},
+          "post_processor": {"type": "TemplateProcessing", "single": [special("[CLS]"), seq("A"), special("[SEP]")],
+                             "pair": [special("[CLS]"), seq("A"), special("[SEP]"), seq("B"), special("[SEP]")]},
+          "model": {"type": "WordPiece", "vocab": {"[PAD]": 0, "[CLS]": 1, "[SEP]": 2, "hello": 3, "##lo": 4,
+                                                    "[UNK]": 5}}}
+    ug = {"added_tokens": [{"id": 0, "content": "<s>", "special": True}, {"id": 1, "content": "<pad>", "special": True},
+                           {"id": 2, "content": "</s>", "special": True}, {"id": 3, "content": "<unk>", "special": True}],
+          "normalizer": {"type": "Sequence", "normalizers": [{"type": "Precompiled", "precompiled_charsmap": "AAEC"},
+                                                             {"type": "Replace", "content": " "}]},
+          "pre_tokenizer": {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": "always"},
+          "post_processor": {"type": "TemplateProcessing", "single": [special("<s>"), seq("A"), special("</s>")],
+                             "pair": [special("<s>"), seq("A"), special("</s>"), special("</s>"), seq("B"),
+                                      special("</s>")]},
+          "model": {"type": "Unigram", "unk_id": 3,
+                    "vocab": [["<s>", 0.0], ["<pad>", 0.0], ["</s>", 0.0], ["<unk>", 0.0], ["\u2581a", -1.5]]}}
+    write(T, "wordpiece.json", bytes([0x80 | (12 << 1)]) + json.dumps(wp).encode())
+    write(T, "wordpiece_own_size.json", b"\x00" + json.dumps(wp).encode())
+    write(T, "unigram.json", bytes([0x81 | (8 << 1)]) + json.dumps(ug).encode())
+    write(T, "unigram_roberta_processing.json", b"\x01" + json.dumps(
+        dict(ug, post_processor={"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0]})).encode())
+
+
 if __name__ == "__main__":
     for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line",
-              "fuzz_tokenizer_ugm"):
+              "fuzz_tokenizer_ugm", "fuzz_safetensors", "fuzz_hf_tokenizer"):
         shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)
     tokenizer_seeds()
     jsonfix_seeds()
     reader_seeds()
     gguf_seeds(tokenizer_json_seeds())
     unigram_seeds()
+    safetensors_seeds()
+    hf_tokenizer_seeds()

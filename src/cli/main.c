@@ -13,6 +13,7 @@ static void usage(FILE *f) {
             "  rerank    score documents against a query with a cross-encoder (embd rerank --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
+            "  convert   Hugging Face model directory -> GGUF (embd convert --help)\n"
             "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
             "  version   print the version\n",
             EMBD_VERSION);
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
+    if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;
