@@ -29,7 +29,7 @@ static inline float erf_rational(float x) {
 #define EMBD_CLONES
 #endif
 
-EMBD_CLONES void embd_bias_gelu_row(float *y, const float *x, const float *b, size_t n) {
+EMBD_CLONES static void bias_gelu_row(float *y, const float *x, const float *b, size_t n) {
     const float r2 = 0.70710678118654752f;
     if (b) {
         for (size_t i = 0; i < n; i++) {
@@ -44,13 +44,16 @@ EMBD_CLONES void embd_bias_gelu_row(float *y, const float *x, const float *b, si
     }
 }
 
+/* clang exports only the dispatcher of a global multi-versioned function: keep the clones static */
+void embd_bias_gelu_row(float *y, const float *x, const float *b, size_t n) { bias_gelu_row(y, x, b, n); }
+
 static void bias_gelu_op(struct ggml_tensor *dst, const struct ggml_tensor *x, const struct ggml_tensor *b, int ith,
                          int nth, void *ud) {
     (void)ud;
     const int64_t n = x->ne[0], rows = ggml_nrows(x);
     const int64_t per = (rows + nth - 1) / nth, r0 = per * ith, r1 = r0 + per < rows ? r0 + per : rows;
     for (int64_t r = r0; r < r1; r++)
-        embd_bias_gelu_row((float *)((char *)dst->data + r * dst->nb[1]), (const float *)((const char *)x->data + r * x->nb[1]),
+        bias_gelu_row((float *)((char *)dst->data + r * dst->nb[1]), (const float *)((const char *)x->data + r * x->nb[1]),
                            (const float *)b->data, (size_t)n);
 }
 

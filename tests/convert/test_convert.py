@@ -397,9 +397,9 @@ def hf_ref(d, gelu="erf"):
     return r
 
 
-def hf_score(r, ids):
+def hf_score(r, ids, types=None):
     """Sequence-classification logits as HF computes them."""
-    h = r.hidden_states(ids, keep=slice(0, 1))[0]
+    h = r.hidden_states(ids, keep=slice(0, 1), types=types)[0]
     W = r.hf
     if "classifier.out_proj.weight" in W:  # RobertaClassificationHead: dense -> tanh -> out_proj
         x = np.tanh(h @ W["classifier.dense.weight"].T + W["classifier.dense.bias"])
@@ -417,9 +417,9 @@ def tokenize(model, texts):
     return [json.loads(line)["ids"] for line in p.stdout.splitlines() if line.strip()]
 
 
-def embed(model, texts):
+def embed(model, texts, *extra):
     inp = "\n".join(json.dumps({"id": i, "text": t}) for i, t in enumerate(texts)) + "\n"
-    p = run(["embed", "--model", model, "--quiet", "--threads", "2"], input=inp)
+    p = run(["embed", "--model", model, "--quiet", "--threads", "2", *extra], input=inp)
     if p.returncode != 0:
         sys.exit(f"embd embed failed: {p.stderr}")
     return np.array([json.loads(line)["embedding"] for line in p.stdout.splitlines() if line.strip()])
@@ -469,11 +469,52 @@ def compare(label, qtype, got, ids, hf_reference, path):
         check(cc_hf.min() >= MIN_CENTRED[qtype], f"{label} f32: centred cosine vs HF {cc_hf.min():.6f}")
 
 
+def st_settings(d):
+    """sentence-transformers semantics embd follows: the default prompt is prepended, and inputs
+    are cut at max_seq_length."""
+    def load(name):
+        p = os.path.join(d, name)
+        return json.load(open(p, encoding="utf-8")) if os.path.exists(p) else {}
+    cst, sb = load("config_sentence_transformers.json"), load("sentence_bert_config.json")
+    prompt = (cst.get("prompts") or {}).get(cst.get("default_prompt_name") or "", "")
+    return prompt, sb.get("max_seq_length")
+
+
 def check_bert_numbers(label, d, files):
     ref = hf_ref(d)
+    prompt, max_seq = st_settings(d)
+    cut = (lambda x: truncate_ids(x, min(max_seq, ref.n_ctx), ref.sep_id)) if max_seq else (lambda x: x)
     for qtype, path in files.items():
-        ids = tokenize(path, TEXTS)
-        compare(label, qtype, embed(path, TEXTS), ids, ref, path)
+        # the type's numbers on the texts alone (a long shared prompt would leave little
+        # text-dependent signal in a tiny random model for the centred cosine to measure)
+        ids = [cut(x) for x in tokenize(path, TEXTS)]
+        compare(label, qtype, embed(path, TEXTS, "--prompt", ""), ids, ref, path)
+        if qtype == "f32" and prompt:  # by default the model's default prompt goes in front
+            ids = [cut(x) for x in tokenize(path, [prompt + t for t in TEXTS])]
+            compare(label + " (default prompt)", qtype, embed(path, TEXTS), ids, ref, path)
+
+
+def check_rerank_numbers(label, d, files):
+    """`embd rerank --raw` on (query, document) pairs against HF's sequence-classification logits with
+    HF's pair encoding: BERT [CLS] q [SEP] d [SEP] with token types 0/1, XLM-R <s> q </s></s> d </s>."""
+    ref = hf_ref(d)
+    xlmr = "xlmr" in label
+    query, docs = TEXTS[0], TEXTS[1:7]
+    tol = {"f32": 1e-4, "f16": 2e-3, "q8_0": 3e-2}
+    for qtype, path in files.items():
+        q, *ds = tokenize(path, [query] + docs)
+        pairs = [(q + [ref.sep_id] + x[1:], None) if xlmr else (q + x[1:], [0] * len(q) + [1] * (len(x) - 1))
+                 for x in ds]
+        want = np.array([hf_score(ref, ids, types)[0] for ids, types in pairs])
+        inp = "\n".join(json.dumps({"id": i, "text": t}) for i, t in enumerate(docs)) + "\n"
+        p = run(["rerank", "--model", path, "--query", query, "--raw", "--threads", "2"], input=inp)
+        if p.returncode != 0:
+            check(False, f"{label} {qtype}: embd rerank failed: {p.stderr.strip()}")
+            continue
+        got = np.array([r["score"] for r in json.loads(p.stdout)["results"]])
+        err = np.abs(got - want) / (1 + np.abs(want))
+        print(f"{label} {qtype}: embd rerank vs HF logits: max relative error {err.max():.2e}", flush=True)
+        check(err.max() <= tol[qtype], f"{label} {qtype}: rerank logits differ from HF by {err.max():.2e}")
 
 
 def random_ids(rng, n_items, bos, eos, lo, hi, max_len=60):
@@ -763,6 +804,8 @@ def main():
     check_bert_numbers("bert", hf["bert"], files["bert"])
     check_bert_numbers("bert-sharded", hf["bert-sharded"], files["bert-sharded"])
     check_xlmr_numbers("xlmr", hf["xlmr"], files["xlmr"])
+    check_rerank_numbers("bert-reranker", hf["bert-reranker"], files["bert-reranker"])
+    check_rerank_numbers("xlmr-reranker", hf["xlmr-reranker"], files["xlmr-reranker"])
     print(f"numeric checks done at {time.time() - t0:.1f} s", flush=True)
     _gguf_cache.clear()
     check_llama(hf, files)
