@@ -308,7 +308,8 @@ def main():
 
     def embd_cmd(port):
         # loopback only, so no API keys: --insecure (embd refuses to start without auth otherwise)
-        return [embd, "serve", "--insecure", "--model", model, "--host", HOST, "--port", str(port), "--threads", str(a.threads),
+        return [embd, "serve", "--insecure", "--model", model, "--host", HOST, "--port", str(port),
+                "--threads", str(a.threads),
                 *shlex.split(a.embd_args)]
 
     def llama_cmd(port):

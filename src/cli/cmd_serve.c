@@ -133,7 +133,7 @@ int cmd_serve(int argc, char **argv) {
          &o.rate_tpm},
         {"max-connections", "EMBD_MAX_CONNECTIONS", "open connections (default 1024; 0: no limit)", T_INT,
          &o.max_connections},
-        {"max-connections-per-ip", "EMBD_MAX_CONNECTIONS_PER_IP", "open connections per client IP (default 0: no limit)",
+        {"max-connections-per-ip", "EMBD_MAX_CONNECTIONS_PER_IP", "connections per client IP (default 0: no limit)",
          T_INT, &o.max_connections_per_ip},
         {"connection-timeout", "EMBD_CONNECTION_TIMEOUT", "seconds idle or to send a request's headers (default 30)",
          T_SECONDS, &o.connection_timeout},

@@ -54,7 +54,8 @@ static void to_hex(const unsigned char *b, size_t n, char *out) {
 }
 
 /* RFC 7235 token68 without the trailing '=' run, which the callers allow separately. */
-static bool token68_char(int c) { return isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '+' || c == '/'; }
+static bool ascii_alnum(int c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); }
+static bool token68_char(int c) { return ascii_alnum(c) || (c && strchr("-._~+/", c)); }
 
 static bool token68(const char *s, size_t len) {
     size_t i = 0;
@@ -150,7 +151,7 @@ struct embd_keyset {
     size_t n, cap;
 };
 
-static bool name_char(int c) { return isalnum(c) || c == '_' || c == '.' || c == '@' || c == '-'; }
+static bool name_char(int c) { return ascii_alnum(c) || (c && strchr("_.@-", c)); }
 
 /* "rps=5" / "tpm=60000" */
 static int parse_limit(const char *f, size_t len, embd_principal *p) {
@@ -197,14 +198,17 @@ static int parse_key_line(const char *line, size_t len, key_entry *e, char *err,
     } else {
         if (fl[1] < KEY_MIN || fl[1] > KEY_MAX)
             return failf(err, errlen, "key must be %d-%d characters (or sha256:<hex>)", KEY_MIN, KEY_MAX);
-        if (!token68(f[1], fl[1])) return failf(err, errlen, "key may only hold A-Z a-z 0-9 - . _ ~ + / and trailing =");
+        if (!token68(f[1], fl[1]))
+            return failf(err, errlen, "key may only hold A-Z a-z 0-9 - . _ ~ + / and trailing =");
         sha256(f[1], fl[1], e->digest);
     }
     e->p.scopes = embd_scopes_parse(f[2], fl[2]);
     if (!e->p.scopes)
-        return failf(err, errlen, "scopes must be '*' or a comma-separated list of embed,rerank,jobs,collections,admin");
+        return failf(err, errlen, "scopes must be '*' or a comma-separated list of %s",
+                     "embed,rerank,jobs,collections,admin");
     for (size_t i = 3; i < nf; i++)
-        if (parse_limit(f[i], fl[i], &e->p)) return failf(err, errlen, "expected rps=N or tpm=N, got '%.*s'", (int)(fl[i] > 40 ? 40 : fl[i]), f[i]);
+        if (parse_limit(f[i], fl[i], &e->p))
+            return failf(err, errlen, "expected rps=N or tpm=N, got '%.*s'", (int)(fl[i] > 40 ? 40 : fl[i]), f[i]);
     return 0;
 }
 
@@ -473,7 +477,8 @@ embd_auth *embd_auth_new(const embd_auth_opts *o, char *err, size_t errlen) {
             goto fail;
         }
     }
-    snprintf(a->mode, sizeof a->mode, "%s", keys && hmac ? "api_keys+hmac" : keys ? "api_keys" : hmac ? "hmac" : "none (insecure)");
+    snprintf(a->mode, sizeof a->mode, "%s",
+             keys && hmac ? "api_keys+hmac" : keys ? "api_keys" : hmac ? "hmac" : "none (insecure)");
     return a;
 fail:
     embd_auth_free(a);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -250,6 +251,7 @@ static void test_replay_cache(void **st) {
 
 static char *write_tmp(const char *name, const char *text) {
     const char *dir = getenv("EMBD_TEST_TMP");
+    if (dir && *dir) mkdir(dir, 0777); /* ctest's may not exist yet */
     char *path = malloc(4096);
     snprintf(path, 4096, "%s/test_auth_%d_%s", dir && *dir ? dir : "/tmp", (int)getpid(), name);
     FILE *f = fopen(path, "w");
