@@ -598,6 +598,7 @@ int embd_server_run(const embd_server_opts *opts) {
         {MHD_OPTION_CONNECTION_TIMEOUT, idle, NULL},
         {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)s->o.max_header_bytes, NULL},
         {MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->o.max_connections_per_ip, NULL},
+        {MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL}, /* e.g. HTTP/1.1 without Host: 400 */
         {s->o.max_connections > 0 ? MHD_OPTION_CONNECTION_LIMIT : MHD_OPTION_END, s->o.max_connections, NULL},
         {MHD_OPTION_END, 0, NULL},
     };
