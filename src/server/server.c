@@ -417,6 +417,17 @@ static enum MHD_Result dispatch(req *q) {
     return handle_embed(q, root, bad_utf8);
 }
 
+/* 404 and 405; true when answered. */
+static bool wrong_route(req *q, const char *url, const char *method, enum MHD_Result *answered) {
+    if (q->r == R_OTHER) return *answered = fail(q, 404, "not_found", "no route %s", url), true;
+    if (!strcmp(method, ROUTES[q->r].method)) return false;
+    const char *hdr[] = {MHD_HTTP_HEADER_ALLOW, ROUTES[q->r].method, NULL};
+    embd_api_error e;
+    embd_api_fail(&e, 405, "method_not_allowed", -1, "%s needs %s", ROUTES[q->r].path, ROUTES[q->r].method);
+    *answered = send_error(q, &e, hdr);
+    return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
                                   const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -438,13 +449,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         embd_guard_headers_done(s->guard, socket_ctx(conn), q->t0);
         enum MHD_Result answered;
         if (check_caller(q, url, method, &answered)) return answered;
-        if (q->r == R_OTHER) return fail(q, 404, "not_found", "no route %s", url);
-        if (strcmp(method, ROUTES[q->r].method)) {
-            const char *hdr[] = {MHD_HTTP_HEADER_ALLOW, ROUTES[q->r].method, NULL};
-            embd_api_error e;
-            embd_api_fail(&e, 405, "method_not_allowed", -1, "%s needs %s", ROUTES[q->r].path, ROUTES[q->r].method);
-            return send_error(q, &e, hdr);
-        }
+        /* A signed request learns about routes only once its signature holds. */
+        if (!q->sig_pending && wrong_route(q, url, method, &answered)) return answered;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->o.max_payload_bytes) {
             q->too_big = true; /* answered at once: no point reading a body we will refuse */
@@ -476,7 +482,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     embd_guard_body_done(s->guard, socket_ctx(conn));
     if (q->status) return MHD_YES;     /* answered early (401, 403, 404, 405, 413, 429) */
     enum MHD_Result answered;
-    if (q->sig_pending && !q->too_big && check_signed(q, url, method, &answered)) return answered;
+    if (q->sig_pending && !q->too_big &&
+        (check_signed(q, url, method, &answered) || wrong_route(q, url, method, &answered)))
+        return answered;
     return dispatch(q);
 }
 
@@ -562,8 +570,12 @@ int embd_server_run(const embd_server_opts *opts) {
         free(s);
         return 2;
     }
-    if (s->o.max_header_bytes < 4096 || (s->o.max_connections > 0 && s->o.max_connections < s->o.http_threads)) {
-        fprintf(stderr, "embd: --max-header-bytes must be >= 4096 and --max-connections >= --http-threads\n");
+    if (s->o.max_header_bytes < 4096) {
+        fprintf(stderr, "embd: --max-header-bytes must be at least 4096\n");
+        goto out;
+    }
+    if (s->o.max_connections > 0 && s->o.max_connections < s->o.http_threads) {
+        fprintf(stderr, "embd: --max-connections must be at least --http-threads (%d)\n", s->o.http_threads);
         goto out;
     }
     s->rl = embd_ratelimit_new();

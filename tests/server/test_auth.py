@@ -25,7 +25,7 @@ _spec.loader.exec_module(embd_sign)
 ALICE = "alice-key-0123456789abcdef"      # embed, rerank
 OPS = "ops-key-0123456789abcdef0000"      # admin
 ALL = "all-key-0123456789abcdef00000"     # *
-SLOW = "slow-key-0123456789abcdef0000"    # embed, 1 request per 2 s
+SLOW = "slow-key-0123456789abcdef0000"    # embed, 1 request per 20 s
 TOKENS = "tok-key-0123456789abcdef00000"  # embed, 60 input tokens/min
 NEWKEY = "new-key-0123456789abcdef00000"
 SECRET = b"s3cret-0123456789abcdef-0123456789"
@@ -60,7 +60,7 @@ class Keys(unittest.TestCase):
             f"alice  {ALICE}  embed,rerank",
             f"ops    {OPS}    admin",
             f"all    {ALL}    *",
-            f"slow   {SLOW}   embed rps=0.5",
+            f"slow   {SLOW}   embed rps=0.05",
             f"tokens {TOKENS} embed tpm=60",
             ""]))
         secret = write("secret", SECRET + b"\n")
@@ -200,6 +200,15 @@ class Keys(unittest.TestCase):
         # upper-case hex is the same signature: still a replay
         h2 = {**h, "X-Embd-Signature": h["X-Embd-Signature"].upper()}
         self.assert_error(self.req("POST", "/v1/embeddings", body, headers=h2), 401, "unauthorized")
+        # routes are not revealed to a forged signature: 401, not 404/405, until it holds
+        _, h = signed("GET", "/no/such/route", None)
+        self.assert_error(self.req("GET", "/no/such/route", headers={**h, "X-Embd-Signature": "ab" * 32}),
+                          401, "unauthorized")
+        self.assert_error(self.req("GET", "/no/such/route", headers=h), 404, "not_found")
+        _, h = signed("GET", "/v1/embeddings", None)
+        self.assert_error(self.req("GET", "/v1/embeddings", headers={**h, "X-Embd-Signature": "ab" * 32}),
+                          401, "unauthorized")
+        self.assert_error(self.req("GET", "/v1/embeddings", headers=h), 405, "method_not_allowed")
         # signature + key: the key's scopes apply
         _, h = signed("GET", "/info", None)
         self.assert_error(self.req("GET", "/info", headers={**h, **bearer(ALICE)}), 403, "forbidden")
@@ -219,18 +228,18 @@ class Keys(unittest.TestCase):
         self.assertEqual(self.req("GET", "/info", headers=h).status, 200)
 
     def test_rate_limit_requests(self):
+        # One request per 20 s (refill timing is unit-tested; a slow CI machine must not matter).
+        t0 = time.monotonic()
         rs = [self.req("POST", "/embed", TEI, headers=bearer(SLOW)) for _ in range(3)]
         self.assertEqual(rs[0].status, 200, rs[0])
-        limited = [r for r in rs[1:] if r.status == 429]
-        self.assertTrue(limited, rs)  # one request per 2 s: three in a row cannot all pass
-        r = limited[0]
-        self.assert_error(r, 429, "rate_limited")
-        ra = r.headers.get("retry-after")
-        self.assertIn(ra, ("1", "2"), r.headers)
+        if time.monotonic() - t0 < 19:
+            for r in rs[1:]:
+                self.assert_error(r, 429, "rate_limited")
+                self.assertIn("requests", r.error()["message"])
+                ra = int(r.headers.get("retry-after"))
+                self.assertTrue(1 <= ra <= 20, r.headers)
         # other keys are not affected
         self.assertEqual(self.req("POST", "/embed", TEI, headers=bearer(ALICE)).status, 200)
-        time.sleep(int(ra) + 0.2)
-        self.assertEqual(self.req("POST", "/embed", TEI, headers=bearer(SLOW)).status, 200)
 
     def test_rate_limit_tokens(self):
         text = common.long_text(40)  # ~42 tokens with [CLS]/[SEP]; 60 per minute
