@@ -437,6 +437,7 @@ struct embd_auth {
     embd_auth_opts o;
     pthread_rwlock_t lock; /* guards keys: SIGHUP swaps them while requests read them */
     embd_keyset *keys;
+    bool keys_on; /* fixed at start-up: read without the lock */
     unsigned char *secret;
     size_t secret_len;
     embd_replay *replay;
@@ -470,6 +471,7 @@ embd_auth *embd_auth_new(const embd_auth_opts *o, char *err, size_t errlen) {
     a->o = *o;
     pthread_rwlock_init(&a->lock, NULL);
     if (keys && !(a->keys = embd_keyset_load(o->api_keys_file, err, errlen))) goto fail;
+    a->keys_on = keys;
     if (hmac) {
         if (!(a->secret = load_secret(o->hmac_secret_file, &a->secret_len, err, errlen))) goto fail;
         if (!(a->replay = embd_replay_new(o->replay_cache_max))) {
@@ -496,7 +498,7 @@ void embd_auth_free(embd_auth *a) {
 }
 
 int embd_auth_reload(embd_auth *a, char *err, size_t errlen) {
-    if (!a->keys) return failf(err, errlen, "no --api-keys-file to reload");
+    if (!a->keys_on) return failf(err, errlen, "no --api-keys-file to reload");
     embd_keyset *ks = embd_keyset_load(a->o.api_keys_file, err, errlen);
     if (!ks) return -1;
     pthread_rwlock_wrlock(&a->lock);
@@ -507,7 +509,7 @@ int embd_auth_reload(embd_auth *a, char *err, size_t errlen) {
     return 0;
 }
 
-bool embd_auth_enabled(const embd_auth *a) { return a->keys || a->secret; }
+bool embd_auth_enabled(const embd_auth *a) { return a->keys_on || a->secret; }
 const char *embd_auth_mode(const embd_auth *a) { return a->mode; }
 
 json_t *embd_auth_info(const embd_auth *a) {
@@ -543,8 +545,8 @@ int embd_auth_check_headers(embd_auth *a, const embd_auth_req *r, int64_t now, e
     bool sig = r->timestamp || r->signature;
     if (!r->authorization && !sig)
         return unauthorized(e, "missing credentials: send %s",
-                            a->keys && a->secret ? "'Authorization: Bearer <key>' or a signed request"
-                            : a->keys            ? "'Authorization: Bearer <key>'"
+                            a->keys_on && a->secret ? "'Authorization: Bearer <key>' or a signed request"
+                            : a->keys_on            ? "'Authorization: Bearer <key>'"
                                                  : "a signed request (X-Embd-Timestamp, X-Embd-Signature)");
     unsigned need = embd_route_scope(r->path);
     if (r->authorization) {
