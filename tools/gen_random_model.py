@@ -2,7 +2,7 @@
 """Write a random-weight BERT encoder as GGUF, in the layout of llama.cpp's convert_hf_to_gguf.py
 (architecture "bert"), mirroring /work/shared/models/bge-small-random/*.gguf key for key.
 
-  gen_random_model.py --out m.gguf --shape tiny --type f32 [--pooling cls|mean] [--seed N]
+  gen_random_model.py --out m.gguf --shape tiny --type f32 [--pooling cls|mean|rank] [--seed N]
                       [--tokenizer tokenizer.json] [--context N]
 
 Weights ~ N(0, 0.02) like the shared files; LayerNorm weights 1 + N(0, 0.02) and every bias
@@ -24,7 +24,7 @@ SHAPES = {  # n_layer, n_embd, n_head, n_ff, n_ctx
     "tiny": (2, 64, 4, 256, 512),
     "bge-small": (12, 384, 12, 1536, 512),
 }
-POOLING = {"mean": 1, "cls": 2}  # llama.cpp enum llama_pooling_type
+POOLING = {"mean": 1, "cls": 2, "rank": 4}  # llama.cpp enum llama_pooling_type
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4  # gguf.TokenType
 STD = 0.02
 
@@ -84,6 +84,12 @@ def main():
     ap.add_argument("--pooling", choices=sorted(POOLING), default="cls")
     ap.add_argument("--seed", type=int, default=1234)
     ap.add_argument("--context", type=int, default=None, help="positions (default: the shape's 512)")
+    ap.add_argument("--std", type=float, default=STD, help="weight scale (default 0.02; larger spreads outputs)")
+    ap.add_argument("--prompt", action="append", default=[], metavar="NAME=TEXT",
+                    help="sentence-transformers prompt, stored as embd.prompts.NAME (repeatable)")
+    ap.add_argument("--default-prompt", default=None, help="embd.default_prompt_name")
+    ap.add_argument("--max-seq-length", type=int, default=None, help="embd.max_seq_length")
+    ap.add_argument("--labels", type=int, default=1, help="classifier outputs with --pooling rank")
     ap.add_argument("--name", default=None, help="general.name (default: describes the arguments)")
     args = ap.parse_args()
 
@@ -97,7 +103,7 @@ def main():
     rng = np.random.default_rng(args.seed)
 
     def normal(*shape, mean=0.0):  # numpy shape: (ne1, ne0) = (rows, row length)
-        return (mean + STD * rng.standard_normal(shape)).astype(np.float32)
+        return (mean + args.std * rng.standard_normal(shape)).astype(np.float32)
 
     # Drawn in file order from one stream, so a given seed fixes every value.
     tensors = [("token_embd.weight", normal(len(tokens), n_embd), True),
@@ -117,6 +123,11 @@ def main():
                     (p + "ffn_down.weight", normal(n_embd, n_ff), True), (p + "ffn_down.bias", normal(n_embd), False),
                     (p + "layer_output_norm.weight", normal(n_embd, mean=1.0), False),
                     (p + "layer_output_norm.bias", normal(n_embd), False)]
+
+    if args.pooling == "rank":  # cross-encoder head, named as llama.cpp's converter names it
+        tensors += [("cls.weight", normal(n_embd, n_embd), True), ("cls.bias", normal(n_embd), False),
+                    ("cls.output.weight", normal(args.labels, n_embd), False),
+                    ("cls.output.bias", normal(args.labels), False)]
 
     tmp = args.out + ".tmp"
     w = gguf.GGUFWriter(tmp, "bert")
@@ -139,6 +150,13 @@ def main():
         w.add_uint32(f"tokenizer.ggml.{key}_token_id", special[tid])
     w.add_add_bos_token(True)
     w.add_add_eos_token(True)
+    for p in args.prompt:  # the keys `embd convert` writes from config_sentence_transformers.json
+        name, _, text = p.partition("=")
+        w.add_string(f"embd.prompts.{name}", text)
+    if args.default_prompt:
+        w.add_string("embd.default_prompt_name", args.default_prompt)
+    if args.max_seq_length:
+        w.add_uint32("embd.max_seq_length", args.max_seq_length)
 
     try:
         for name, data, is_matrix in tensors:

@@ -14,5 +14,6 @@ int cmd_embed(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_rerank(int argc, char **argv);
 
 #endif

@@ -25,12 +25,16 @@ static void embed_usage(FILE *f) {
             "  -f, --format F          jsonl|npy|f32 (default jsonl); npy/f32 also write FILE.meta.jsonl\n"
             "  -t, --threads N         compute threads (default: all usable cores)\n"
             "  -b, --batch-tokens N    padded tokens per forward pass (default 4096)\n"
-            "      --pooling P         cls|mean|last (default: the model's)\n"
+            "      --pooling P         cls|mean|last|none (default: the model's); none writes every\n"
+            "                          token's vector (JSONL token_embeddings, not normalised)\n"
             "      --normalize         L2-normalise vectors (default)\n"
             "      --no-normalize      raw pooled vectors\n"
             "      --truncate          cut inputs longer than the context (default); marked truncated\n"
             "      --no-truncate       fail such items with a per-item error instead\n"
             "      --max-tokens N      token limit per input, [CLS]/[SEP] included (default: context)\n"
+            "      --prompt-name NAME  prepend the model's named prompt (sentence-transformers prompts;\n"
+            "                          default: the model's default prompt, if any)\n"
+            "      --prompt TEXT       prepend TEXT to every input instead\n"
             "      --tokenizer FILE    use a Hugging Face tokenizer.json instead of the GGUF vocabulary\n"
             "  -q, --quiet             no progress bar and no summary line\n\n"
             "Output records are in input order: {\"id\",\"embedding\",\"tokens\",\"truncated\"} or\n"
@@ -74,8 +78,10 @@ int cmd_embed(int argc, char **argv) {
         {"no-truncate", no_argument, 0, 'U'},      {"max-tokens", required_argument, 0, 'M'},
         {"tokenizer", required_argument, 0, 'k'},  {"input-format", required_argument, 0, 'I'},
         {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
+        {"prompt-name", required_argument, 0, 'R'}, {"prompt", required_argument, 0, 'p'},
         {0, 0, 0, 0}};
-    const char *model_path = NULL, *in_path = "-", *out_path = "-", *tok_json = NULL;
+    const char *model_path = NULL, *in_path = "-", *out_path = "-", *tok_json = NULL, *prompt_name = NULL;
+    const char *prompt = NULL;
     out_format ofmt = OUT_JSONL;
     read_format ifmt = READ_AUTO;
     int threads = 0;
@@ -91,6 +97,8 @@ int cmd_embed(int argc, char **argv) {
         case 'i': in_path = optarg; break;
         case 'o': out_path = optarg; break;
         case 'k': tok_json = optarg; break;
+        case 'R': prompt_name = optarg; break;
+        case 'p': prompt = optarg; break;
         case 'q': quiet = true; break;
         case 'N': o.normalize = true; break;
         case 'n': o.normalize = false; break;
@@ -110,8 +118,9 @@ int cmd_embed(int argc, char **argv) {
             break;
         case 'P':
             o.pooling = embd_pooling_parse(optarg);
-            if (o.pooling != EMBD_POOL_CLS && o.pooling != EMBD_POOL_MEAN && o.pooling != EMBD_POOL_LAST) {
-                fprintf(stderr, "embd embed: --pooling must be cls, mean or last\n");
+            if (o.pooling != EMBD_POOL_CLS && o.pooling != EMBD_POOL_MEAN && o.pooling != EMBD_POOL_LAST &&
+                o.pooling != EMBD_POOL_NONE) {
+                fprintf(stderr, "embd embed: --pooling must be cls, mean, last or none\n");
                 return EMBD_EXIT_USAGE;
             }
             break;
@@ -136,6 +145,10 @@ int cmd_embed(int argc, char **argv) {
                 optind < argc ? argv[optind] : "");
         return EMBD_EXIT_USAGE;
     }
+    if (o.pooling == EMBD_POOL_NONE && ofmt != OUT_JSONL) {
+        fprintf(stderr, "embd embed: --pooling none writes token embeddings as JSONL only\n");
+        return EMBD_EXIT_USAGE;
+    }
     if (o.max_tokens == 1) {
         fprintf(stderr, "embd embed: --max-tokens must be at least 2 ([CLS] and [SEP])\n");
         return EMBD_EXIT_USAGE;
@@ -147,6 +160,17 @@ int cmd_embed(int argc, char **argv) {
     if (!m) {
         fprintf(stderr, "embd embed: %s\n", err);
         return EMBD_EXIT_UNUSABLE;
+    }
+    if (prompt_name && prompt) {
+        fprintf(stderr, "embd embed: give --prompt-name or --prompt, not both\n");
+        embd_model_free(m);
+        return EMBD_EXIT_USAGE;
+    }
+    o.prompt = prompt ? prompt : embd_model_prompt(m, prompt_name ? prompt_name : m->default_prompt);
+    if (prompt_name && !o.prompt) {
+        fprintf(stderr, "embd embed: the model has no prompt named '%s' (%zu prompts)\n", prompt_name, m->n_prompts);
+        embd_model_free(m);
+        return EMBD_EXIT_USAGE;
     }
     embd_encoder *enc = embd_encoder_new(m, threads, err, sizeof err);
     reader rd;
@@ -187,6 +211,31 @@ int cmd_embed(int argc, char **argv) {
             texts[k] = items[i].text;
             lens[k] = items[i].len;
             k++;
+        }
+        if (o.pooling == EMBD_POOL_NONE) { /* one text at a time: outputs differ in size */
+            for (size_t i = 0, j = 0; i < n; i++) {
+                if (items[i].error[0]) {
+                    writer_put_tokens(&wr, items[i].id, NULL, NULL, items[i].error);
+                    n_failed++;
+                } else {
+                    float *st = NULL;
+                    embd_item it;
+                    if (embd_embed_token_states(enc, texts[j], lens[j], &o, &st, &it, err, sizeof err)) goto done;
+                    j++;
+                    n_failed += it.status != EMBD_ITEM_OK;
+                    n_trunc += it.status == EMBD_ITEM_OK && it.truncated;
+                    pg.tokens += it.status == EMBD_ITEM_OK ? (size_t)it.n_tokens : 0;
+                    int wrc = writer_put_tokens(&wr, items[i].id, st, &it, st ? NULL : it.message);
+                    free(st);
+                    if (wrc) {
+                        snprintf(err, sizeof err, "write error on output");
+                        goto done;
+                    }
+                }
+                input_item_clear(&items[i]);
+            }
+            pg.items += n;
+            continue;
         }
         if (embd_embed_texts(enc, texts, lens, k, &o, vecs, res, err, sizeof err)) goto done;
         for (size_t i = 0, j = 0; i < n; i++) {

@@ -6,6 +6,7 @@
 
 #include "cli/cli.h"
 #include "cli/reader.h"
+#include "server/api.h"
 #include "engine/model.h"
 
 static embd_model *load(const char *cmd, const char *path, const char *tok_json) {
@@ -49,6 +50,10 @@ int cmd_info(int argc, char **argv) {
                           (json_int_t)i->n_params, "file_bytes", (json_int_t)i->file_bytes, "layer_norm_eps",
                           (double)i->ln_eps);
     json_object_set_new(o, "compute_type", json_string(i->compute_type));
+    json_object_set_new(o, "positions", json_integer(i->n_positions));
+    if (i->n_labels) json_object_set_new(o, "labels", json_integer(i->n_labels));
+    if (m->n_prompts) json_object_set_new(o, "prompts", embd_api_prompts_json(m));
+    if (m->default_prompt) json_object_set_new(o, "default_prompt_name", json_string(m->default_prompt));
     if (as_json) {
         json_dumpf(o, stdout, JSON_INDENT(2));
         fputc('\n', stdout);

@@ -10,6 +10,7 @@ static void usage(FILE *f) {
             "commands:\n"
             "  serve     HTTP server: OpenAI/TEI embeddings, tokenize, metrics (embd serve --help)\n"
             "  embed     embed texts from JSONL or plain lines (embd embed --help)\n"
+            "  rerank    score documents against a query with a cross-encoder (embd rerank --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
             "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
+    if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;

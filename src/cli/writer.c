@@ -46,12 +46,26 @@ static void put_id(FILE *f, json_t *id) {
     free(s);
 }
 
-static void put_record(FILE *f, json_t *id, const float *vec, int dim, const embd_item *it, const char *error) {
+static void put_floats(FILE *f, const float *v, int dim) {
+    fputc('[', f);
+    for (int i = 0; i < dim; i++) fprintf(f, i ? ",%.9g" : "%.9g", (double)v[i]);
+    fputc(']', f);
+}
+
+/* rows > 0: vec holds that many token vectors (pooling none). */
+static void put_record(FILE *f, json_t *id, const float *vec, int dim, int rows, const embd_item *it,
+                       const char *error) {
     fputs("{\"id\":", f);
     put_id(f, id);
-    if (vec) {
-        fputs(",\"embedding\":[", f);
-        for (int i = 0; i < dim; i++) fprintf(f, i ? ",%.9g" : "%.9g", (double)vec[i]);
+    if (vec && rows == 0) {
+        fputs(",\"embedding\":", f);
+        put_floats(f, vec, dim);
+    } else if (vec) {
+        fputs(",\"token_embeddings\":[", f);
+        for (int r = 0; r < rows; r++) {
+            if (r) fputc(',', f);
+            put_floats(f, vec + (size_t)r * dim, dim);
+        }
         fputc(']', f);
     }
     if (it) fprintf(f, ",\"tokens\":%d,\"truncated\":%s", it->n_tokens, it->truncated ? "true" : "false");
@@ -68,14 +82,20 @@ static void put_record(FILE *f, json_t *id, const float *vec, int dim, const emb
 int writer_put(writer *w, json_t *id, const float *vec, const embd_item *it, const char *error) {
     w->rows++;
     if (w->fmt == OUT_JSONL) {
-        put_record(w->f, id, vec, w->dim, it, error);
+        put_record(w->f, id, vec, w->dim, 0, it, error);
     } else {
         for (int i = 0; i < w->dim; i++) {
             float x = vec ? vec[i] : NAN;
             fwrite(&x, sizeof x, 1, w->f);
         }
-        if (w->meta) put_record(w->meta, id, NULL, 0, it, error);
+        if (w->meta) put_record(w->meta, id, NULL, 0, 0, it, error);
     }
+    return ferror(w->f) ? -1 : 0;
+}
+
+int writer_put_tokens(writer *w, json_t *id, const float *states, const embd_item *it, const char *error) {
+    w->rows++;
+    put_record(w->f, id, states, w->dim, it ? it->n_tokens : 0, it, error);
     return ferror(w->f) ? -1 : 0;
 }
 

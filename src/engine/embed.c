@@ -19,6 +19,7 @@ void embd_opts_default(embd_opts *o) {
 typedef struct {
     const int32_t *ids;
     int len;
+    int n_first; /* pairs: tokens of the first segment; 0 for one text */
     size_t index;
 } seq;
 
@@ -47,13 +48,14 @@ static int effective_ctx(const embd_model_info *hp, const embd_opts *o) {
 /* Runs the prepared sequences (res[] already holds per-item state) in length-sorted batches. */
 static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs, size_t ns, embd_pooling pool,
                          const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen) {
-    const int H = hp->n_embd;
+    const int H = embd_model_out_dim(embd_encoder_model(enc), pool);
+    const bool normalize = o->normalize && pool != EMBD_POOL_RANK; /* scores are not vectors */
     qsort(seqs, ns, sizeof *seqs, by_len_desc);
     const int32_t **ids = malloc((ns ? ns : 1) * sizeof *ids);
-    int *lens = malloc((ns ? ns : 1) * sizeof *lens);
+    int *lens = malloc((ns ? ns : 1) * sizeof *lens), *firsts = malloc((ns ? ns : 1) * sizeof *firsts);
     float *tmp = malloc((ns ? ns : 1) * (size_t)H * sizeof *tmp);
-    if (!ids || !lens || !tmp) {
-        free(ids), free(lens), free(tmp);
+    if (!ids || !lens || !firsts || !tmp) {
+        free(ids), free(lens), free(firsts), free(tmp);
         return embd_fail(err, errlen, "out of memory");
     }
     size_t done_items = 0, done_tokens = 0;
@@ -65,15 +67,16 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
         while (i + nb < ns && (nb == 0 || ((nb + 1) * L <= o->batch_tokens && (nb + 1) * attn_per_seq <= o->attn_bytes))) {
             ids[nb] = seqs[i + nb].ids;
             lens[nb] = seqs[i + nb].len;
+            firsts[nb] = seqs[i + nb].n_first;
             nb++;
         }
         char e2[160];
-        int rc = embd_encoder_run(enc, ids, lens, (int)nb, pool, tmp, e2, sizeof e2);
+        int rc = embd_encoder_run(enc, ids, lens, firsts, (int)nb, pool, tmp, e2, sizeof e2);
         for (size_t b = 0; b < nb; b++) {
             size_t idx = seqs[i + b].index;
             if (rc == 0) {
                 memcpy(out + idx * H, tmp + b * H, (size_t)H * sizeof *out);
-                if (o->normalize) l2_normalize(out + idx * H, H);
+                if (normalize) l2_normalize(out + idx * H, H);
             } else {
                 res[idx].status = EMBD_ITEM_FAILED;
                 snprintf(res[idx].message, sizeof res[idx].message, "inference failed: %.100s", e2);
@@ -84,25 +87,27 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
         i += nb;
         if (o->progress) o->progress(o->progress_ud, done_items, done_tokens);
     }
-    free(ids), free(lens), free(tmp);
+    free(ids), free(lens), free(firsts), free(tmp);
     return 0;
 }
 
-static int check_opts(const embd_opts *o, embd_pooling pool, char *err, size_t errlen) {
-    if (pool != EMBD_POOL_CLS && pool != EMBD_POOL_MEAN && pool != EMBD_POOL_LAST)
+static int check_opts(const embd_model *m, const embd_opts *o, embd_pooling pool, char *err, size_t errlen) {
+    if (pool == EMBD_POOL_RANK && !m->info.n_labels)
+        return embd_fail(err, errlen, "rank pooling needs a cross-encoder (a model with a classification head)");
+    if (pool != EMBD_POOL_CLS && pool != EMBD_POOL_MEAN && pool != EMBD_POOL_LAST && pool != EMBD_POOL_RANK)
         return embd_fail(err, errlen, "pooling '%s' does not give one vector per text", embd_pooling_name(pool));
     if (o->batch_tokens < 1) return embd_fail(err, errlen, "batch_tokens must be >= 1");
     return 0;
 }
 
-int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, size_t n, const embd_opts *o,
-                      float *out, embd_item *res, char *err, size_t errlen) {
+int embd_embed_token_pairs(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, const int *n_first,
+                           size_t n, const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen) {
     const embd_model *m = embd_encoder_model(enc);
     const embd_model_info *hp = &m->info;
     embd_pooling pool = resolve_pooling(hp, o);
-    if (check_opts(o, pool, err, errlen)) return -1;
+    if (check_opts(m, o, pool, err, errlen)) return -1;
     const int ctx = effective_ctx(hp, o);
-    memset(out, 0, n * (size_t)hp->n_embd * sizeof *out);
+    memset(out, 0, n * (size_t)embd_model_out_dim(m, pool) * sizeof *out);
     seq *seqs = malloc((n ? n : 1) * sizeof *seqs);
     int32_t *trunc = NULL; /* truncated copies: keep [CLS] + first pieces + the final [SEP] */
     size_t ns = 0, n_trunc = 0;
@@ -147,11 +152,17 @@ int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t
             r->truncated = true;
         }
         r->n_tokens = (int)len;
-        seqs[ns++] = (seq){.ids = s, .len = (int)len, .index = i};
+        int nf = n_first ? n_first[i] : 0;
+        seqs[ns++] = (seq){.ids = s, .len = (int)len, .n_first = nf > 0 && (size_t)nf < len ? nf : 0, .index = i};
     }
     int rc = run_sequences(enc, hp, seqs, ns, pool, o, out, res, err, errlen);
     free(seqs), free(trunc);
     return rc;
+}
+
+int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, size_t n, const embd_opts *o,
+                      float *out, embd_item *res, char *err, size_t errlen) {
+    return embd_embed_token_pairs(enc, ids, n_ids, NULL, n, o, out, res, err, errlen);
 }
 
 int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *lens, size_t n, const embd_opts *o,
@@ -159,7 +170,8 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
     const embd_model *m = embd_encoder_model(enc);
     const embd_model_info *hp = &m->info;
     embd_pooling pool = resolve_pooling(hp, o);
-    if (check_opts(o, pool, err, errlen)) return -1;
+    if (check_opts(m, o, pool, err, errlen)) return -1;
+    if (pool == EMBD_POOL_RANK) return embd_fail(err, errlen, "a cross-encoder scores text pairs; use reranking");
     const int ctx = effective_ctx(hp, o);
     memset(out, 0, n * (size_t)hp->n_embd * sizeof *out);
     embd_tokens *tk = calloc(n ? n : 1, sizeof *tk);
@@ -169,12 +181,34 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
         return embd_fail(err, errlen, "out of memory");
     }
     size_t ns = 0;
+    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
+    char *joined = NULL;
+    size_t jcap = 0;
     for (size_t i = 0; i < n; i++) {
         embd_item *r = &res[i];
         memset(r, 0, sizeof *r);
         size_t bad = 0;
+        const char *text = texts[i];
+        size_t len = lens[i];
+        if (plen) { /* the prompt and the text are one input, truncated together */
+            if (len + plen > jcap) {
+                char *p = realloc(joined, len + plen);
+                if (!p) {
+                    r->status = EMBD_ITEM_FAILED;
+                    snprintf(r->message, sizeof r->message, "out of memory");
+                    continue;
+                }
+                joined = p;
+                jcap = len + plen;
+            }
+            memcpy(joined, o->prompt, plen);
+            memcpy(joined + plen, text, len);
+            text = joined;
+            len += plen;
+        }
         /* Tokenize in full when truncation is off, so the error can give the real count. */
-        int rc = embd_tokenizer_encode(m->tok, texts[i], lens[i], o->truncate ? (size_t)ctx : 0, &tk[i], &bad);
+        int rc = embd_tokenizer_encode(m->tok, text, len, o->truncate ? (size_t)ctx : 0, &tk[i], &bad);
+        if (rc == EMBD_TOK_EUTF8 && bad >= plen) bad -= plen;
         if (rc == EMBD_TOK_EUTF8) {
             r->status = EMBD_ITEM_BAD_UTF8;
             snprintf(r->message, sizeof r->message, "invalid UTF-8 at byte %zu", bad);
@@ -196,8 +230,55 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
         r->n_tokens = (int)tk[i].n;
         seqs[ns++] = (seq){.ids = tk[i].ids, .len = (int)tk[i].n, .index = i};
     }
+    free(joined);
     int rc = run_sequences(enc, hp, seqs, ns, pool, o, out, res, err, errlen);
     for (size_t i = 0; i < n; i++) embd_tokens_free(&tk[i]);
     free(tk), free(seqs);
     return rc;
+}
+
+int embd_embed_token_states(embd_encoder *enc, const char *text, size_t len, const embd_opts *o, float **states,
+                            embd_item *res, char *err, size_t errlen) {
+    const embd_model *m = embd_encoder_model(enc);
+    const int H = m->info.n_embd, ctx = effective_ctx(&m->info, o);
+    memset(res, 0, sizeof *res);
+    *states = NULL;
+    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
+    char *joined = malloc(plen + len + 1);
+    if (!joined) return embd_fail(err, errlen, "out of memory");
+    if (plen) memcpy(joined, o->prompt, plen);
+    memcpy(joined + plen, text, len);
+    embd_tokens tk = {0};
+    size_t bad = 0;
+    int rc = embd_tokenizer_encode(m->tok, joined, plen + len, o->truncate ? (size_t)ctx : 0, &tk, &bad);
+    free(joined);
+    if (rc == EMBD_TOK_EUTF8) {
+        res->status = EMBD_ITEM_BAD_UTF8;
+        snprintf(res->message, sizeof res->message, "invalid UTF-8 at byte %zu", bad >= plen ? bad - plen : bad);
+    } else if (rc != EMBD_TOK_OK) {
+        res->status = EMBD_ITEM_FAILED;
+        snprintf(res->message, sizeof res->message, "tokenizer failed (out of memory)");
+    } else if (tk.n > (size_t)ctx) {
+        res->status = EMBD_ITEM_TOO_LONG;
+        snprintf(res->message, sizeof res->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
+                 tk.n, ctx);
+    } else if (!(*states = malloc(tk.n * (size_t)H * sizeof **states))) {
+        res->status = EMBD_ITEM_FAILED;
+        snprintf(res->message, sizeof res->message, "out of memory");
+    } else {
+        const int32_t *ids[1] = {tk.ids};
+        int lens[1] = {(int)tk.n};
+        char e2[160];
+        res->n_tokens = (int)tk.n;
+        res->n_tokens_full = (int)tk.n_full;
+        res->truncated = tk.truncated;
+        if (embd_encoder_run(enc, ids, lens, NULL, 1, EMBD_POOL_NONE, *states, e2, sizeof e2)) {
+            free(*states);
+            *states = NULL;
+            res->status = EMBD_ITEM_FAILED;
+            snprintf(res->message, sizeof res->message, "inference failed: %.100s", e2);
+        }
+    }
+    embd_tokens_free(&tk);
+    return 0;
 }

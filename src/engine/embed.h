@@ -14,6 +14,7 @@ typedef struct {
     bool normalize;       /* L2 */
     bool truncate;        /* false: over-long items fail with EMBD_ITEM_TOO_LONG */
     int max_tokens;       /* 0 or > context: the model's context */
+    const char *prompt;   /* text prepended to every input (sentence-transformers prompts), or NULL */
     size_t batch_tokens;  /* padded tokens per forward pass (memory and speed knob) */
     size_t attn_bytes;    /* cap on one pass's attention scores (L*L*heads*seqs floats): long
                              sequences get fewer per pass, so peak memory does not grow with L^2 */
@@ -47,5 +48,16 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
 /* Same for already tokenized input (ids include [CLS]/[SEP]). */
 int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, size_t n,
                       const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen);
+
+/* Token embeddings (pooling none) of one text: *states gets res->n_tokens * n_embd floats
+ * (malloc'd, not normalised; NULL when the item failed, res says why). Returns 0 or -1 with err. */
+int embd_embed_token_states(embd_encoder *enc, const char *text, size_t len, const embd_opts *o, float **states,
+                            embd_item *res, char *err, size_t errlen);
+
+/* Pairs for a cross-encoder (rank pooling): n_first[i] = tokens of item i's first segment
+ * ([CLS] A [SEP]), 0 for a single text; out gets embd_model_out_dim floats per item. Truncation
+ * keeps the first segment and cuts the second from the right. n_first may be NULL. */
+int embd_embed_token_pairs(embd_encoder *enc, const int32_t *const *ids, const size_t *n_ids, const int *n_first,
+                           size_t n, const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen);
 
 #endif

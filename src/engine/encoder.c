@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/gelu.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -22,11 +23,12 @@ struct embd_encoder {
     void *meta_buf; /* tensor/graph headers for one graph (no data) */
     size_t meta_size;
     /* host staging for inputs and outputs, grown on demand */
-    int32_t *ids, *pos, *sel;
+    int32_t *ids, *pos, *sel, *types;
     float *mask, *hidden;
     uint16_t *mask16, *mask16_sel; /* f16 key-padding masks for flash attention */
-    size_t ids_cap, pos_cap, mask_cap, hidden_cap, sel_cap, mask16_cap, mask16_sel_cap;
+    size_t ids_cap, pos_cap, types_cap, mask_cap, hidden_cap, sel_cap, mask16_cap, mask16_sel_cap;
     bool flash; /* attention as ggml_flash_attn_ext (f32 K/V) instead of two matmuls + softmax */
+    bool fused_gelu; /* embd's vectorised bias + GELU instead of ggml's add + scalar-erff gelu_erf */
 };
 
 embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen) {
@@ -45,6 +47,8 @@ embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, si
     ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
     const char *attn = getenv("EMBD_ATTN");
     e->flash = !(attn && !strcmp(attn, "matmul"));
+    const char *gelu = getenv("EMBD_GELU");
+    e->fused_gelu = !(gelu && !strcmp(gelu, "ggml"));
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
     e->meta_size = ggml_tensor_overhead() * GRAPH_MAX_NODES + ggml_graph_overhead_custom(GRAPH_MAX_NODES, false);
     e->meta_buf = malloc(e->meta_size);
@@ -66,6 +70,7 @@ void embd_encoder_free(embd_encoder *e) {
     free(e->ids);
     free(e->pos);
     free(e->sel);
+    free(e->types);
     free(e->mask);
     free(e->mask16);
     free(e->mask16_sel);
@@ -87,12 +92,26 @@ static struct ggml_tensor *linear(struct ggml_context *c, struct ggml_tensor *x,
 }
 
 typedef struct {
-    struct ggml_tensor *ids, *pos, *mask, *mask_sel, *sel, *out;
+    struct ggml_tensor *ids, *pos, *types, *mask, *mask_sel, *sel, *out;
 } graph_io;
+
+/* The cross-encoder head on the pooled [CLS] rows, as llama.cpp's rank pooling computes it. */
+static struct ggml_tensor *rank_head(struct ggml_context *c, const embd_model *m, struct ggml_tensor *x) {
+    if (m->cls_w) {
+        x = ggml_mul_mat(c, m->cls_w, x);
+        if (m->cls_b) x = ggml_add(c, x, m->cls_b);
+        x = ggml_tanh(c, x);
+    }
+    if (m->cls_out_w) {
+        x = ggml_mul_mat(c, m->cls_out_w, x);
+        if (m->cls_out_b) x = ggml_add(c, x, m->cls_out_b);
+    }
+    return x;
+}
 
 /* sel_rows: when > 0, the last layer keeps only these rows (one per sequence: its CLS or last
  * token) after attention, so its FFN runs on n_seq rows instead of all tokens. */
-static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, graph_io *io) {
+static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, bool typed, bool rank, graph_io *io) {
     const embd_model *m = e->m;
     const embd_model_info *hp = &m->info;
     const int H = hp->n_embd, nh = hp->n_head, dh = H / nh;
@@ -106,7 +125,11 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, gra
     ggml_set_input(io->ids);
     ggml_set_input(io->pos);
     ggml_set_input(io->mask);
-    io->sel = io->mask_sel = NULL;
+    io->sel = io->mask_sel = io->types = NULL;
+    if (typed) {
+        io->types = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
+        ggml_set_input(io->types);
+    }
     if (select) {
         io->sel = ggml_new_tensor_1d(c, GGML_TYPE_I32, B);
         ggml_set_input(io->sel);
@@ -118,7 +141,8 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, gra
 
     struct ggml_tensor *x = ggml_get_rows(c, m->tok_embd, io->ids);
     x = ggml_add(c, x, ggml_get_rows(c, m->pos_embd, io->pos));
-    if (m->type_embd) x = ggml_add(c, x, ggml_view_1d(c, m->type_embd, H, 0)); /* token type 0 */
+    if (typed) x = ggml_add(c, x, ggml_get_rows(c, m->type_embd, io->types));
+    else if (m->type_embd) x = ggml_add(c, x, ggml_view_1d(c, m->type_embd, H, 0)); /* token type 0 */
     x = layer_norm(c, x, m->embd_norm_w, m->embd_norm_b, hp->ln_eps);
 
     const float scale = 1.0f / sqrtf((float)dh);
@@ -153,9 +177,11 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, gra
         }
 
         x = layer_norm(c, ggml_add(c, linear(c, att, l->o_w, l->o_b), xq), l->ln1_w, l->ln1_b, hp->ln_eps);
-        struct ggml_tensor *ff = ggml_gelu_erf(c, linear(c, x, l->up_w, l->up_b));
+        struct ggml_tensor *ff = e->fused_gelu ? embd_bias_gelu(c, ggml_mul_mat(c, l->up_w, x), l->up_b)
+                                               : ggml_gelu_erf(c, linear(c, x, l->up_w, l->up_b));
         x = layer_norm(c, ggml_add(c, linear(c, ff, l->down_w, l->down_b), x), l->ln2_w, l->ln2_b, hp->ln_eps);
     }
+    if (rank) x = rank_head(c, m, x);
     io->out = x;
     ggml_set_output(x);
     ggml_build_forward_expand(gf, x);
@@ -172,8 +198,8 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem) {
     return true;
 }
 
-int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, int n_seq, embd_pooling pool,
-                     float *out, char *err, size_t errlen) {
+int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first, int n_seq,
+                     embd_pooling pool, float *out, char *err, size_t errlen) {
     const embd_model_info *hp = &e->m->info;
     const int H = hp->n_embd;
     int L = 0;
@@ -194,7 +220,14 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         !grow((void **)&e->sel, &e->sel_cap, (size_t)n_seq, sizeof *e->sel))
         return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
 
-    const bool select = pool == EMBD_POOL_CLS || pool == EMBD_POOL_LAST;
+    const bool rank = pool == EMBD_POOL_RANK;
+    if (rank && !e->m->info.n_labels) return embd_fail(err, errlen, "the model has no classification head");
+    const bool select = pool == EMBD_POOL_CLS || pool == EMBD_POOL_LAST || rank;
+    /* Segment B of a pair gets token type 1 where the model has one (BERT; XLM-R has a single type). */
+    bool typed = false;
+    for (int b = 0; n_first && hp->n_token_types > 1 && b < n_seq; b++) typed |= n_first[b] > 0 && n_first[b] < lens[b];
+    if (typed && !grow((void **)&e->types, &e->types_cap, nt, sizeof *e->types))
+        return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
     const int32_t pad = 0;
     for (int b = 0; b < n_seq; b++) {
         int32_t *row = e->ids + (size_t)b * L, *prow = e->pos + (size_t)b * L;
@@ -215,14 +248,19 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
             for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
         }
         e->sel[b] = b * L + (pool == EMBD_POOL_LAST ? lens[b] - 1 : 0);
+        if (typed) {
+            const int nf = n_first[b] > 0 ? n_first[b] : L;
+            for (int t = 0; t < L; t++) e->types[(size_t)b * L + t] = t >= nf && t < lens[b];
+        }
     }
 
     graph_io io;
-    struct ggml_cgraph *gf = build(e, L, n_seq, select, &io);
+    struct ggml_cgraph *gf = build(e, L, n_seq, select, typed, rank, &io);
     if (!ggml_gallocr_alloc_graph(e->alloc, gf))
         return embd_fail(err, errlen, "cannot allocate compute memory for %d x %d tokens", n_seq, L);
     ggml_backend_tensor_set(io.ids, e->ids, 0, nt * sizeof *e->ids);
     ggml_backend_tensor_set(io.pos, e->pos, 0, nt * sizeof *e->pos);
+    if (io.types) ggml_backend_tensor_set(io.types, e->types, 0, nt * sizeof *e->types);
     if (e->flash) {
         ggml_backend_tensor_set(io.mask, e->mask16, 0, nm * sizeof *e->mask16);
         if (io.mask_sel) ggml_backend_tensor_set(io.mask_sel, e->mask16_sel, 0, nt * sizeof *e->mask16_sel);
@@ -234,13 +272,21 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         return embd_fail(err, errlen, "graph compute failed");
 
     if (select) {
-        ggml_backend_tensor_get(io.out, out, 0, (size_t)n_seq * H * sizeof(float));
+        ggml_backend_tensor_get(io.out, out, 0, (size_t)n_seq * (rank ? hp->n_labels : H) * sizeof(float));
         return 0;
     }
-    if (pool != EMBD_POOL_MEAN) return embd_fail(err, errlen, "pooling '%s' is not supported here", embd_pooling_name(pool));
+    if (pool != EMBD_POOL_MEAN && pool != EMBD_POOL_NONE)
+        return embd_fail(err, errlen, "pooling '%s' is not supported here", embd_pooling_name(pool));
     if (!grow((void **)&e->hidden, &e->hidden_cap, nt * H, sizeof *e->hidden))
         return embd_fail(err, errlen, "out of memory reading hidden states");
     ggml_backend_tensor_get(io.out, e->hidden, 0, nt * H * sizeof(float));
+    if (pool == EMBD_POOL_NONE) { /* every real token's state, sequences one after another */
+        for (int b = 0; b < n_seq; b++) {
+            memcpy(out, e->hidden + (size_t)b * L * H, (size_t)lens[b] * H * sizeof *out);
+            out += (size_t)lens[b] * H;
+        }
+        return 0;
+    }
     for (int b = 0; b < n_seq; b++) {
         float *o = out + (size_t)b * H;
         memset(o, 0, (size_t)H * sizeof *o);

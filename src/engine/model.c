@@ -32,14 +32,14 @@ static void quiet_ggml_once(void) {
     ggml_log_set(ggml_log_filter, &debug);
 }
 
-static const char *POOL_NAMES[] = {"none", "mean", "cls", "last"};
+static const char *POOL_NAMES[] = {"none", "mean", "cls", "last", "rank"};
 
 const char *embd_pooling_name(embd_pooling p) {
-    return (p >= EMBD_POOL_NONE && p <= EMBD_POOL_LAST) ? POOL_NAMES[p] : "unspecified";
+    return (p >= EMBD_POOL_NONE && p <= EMBD_POOL_RANK) ? POOL_NAMES[p] : "unspecified";
 }
 
 embd_pooling embd_pooling_parse(const char *s) {
-    for (int i = 0; i <= EMBD_POOL_LAST; i++)
+    for (int i = 0; i <= EMBD_POOL_RANK; i++)
         if (strcmp(s, POOL_NAMES[i]) == 0) return (embd_pooling)i;
     return EMBD_POOL_UNSPECIFIED;
 }
@@ -200,6 +200,84 @@ static int convert_matrices(embd_model *m, char *err, size_t errlen) {
     return 0;
 }
 
+/* Optional 2-D tensor (any type ggml can multiply) with its optional f32 bias. */
+static int want_linear(embd_model *m, const char *name, int64_t ne0, struct ggml_tensor **w, struct ggml_tensor **b,
+                       char *err, size_t errlen) {
+    char n[64];
+    snprintf(n, sizeof n, "%s.weight", name);
+    *w = ggml_get_tensor(m->meta, n);
+    *b = NULL;
+    if (!*w) return 0;
+    if ((*w)->ne[0] != ne0 || (*w)->ne[1] < 1 || (*w)->ne[1] > (1 << 16) || (*w)->ne[2] != 1 || (*w)->ne[3] != 1)
+        return embd_fail(err, errlen, "tensor '%s' has shape [%lld,%lld,%lld,%lld], expected [%lld,n]", n,
+                         (long long)(*w)->ne[0], (long long)(*w)->ne[1], (long long)(*w)->ne[2],
+                         (long long)(*w)->ne[3], (long long)ne0);
+    snprintf(n, sizeof n, "%s.bias", name);
+    if (ggml_get_tensor(m->meta, n) && !(*b = want(m, n, (*w)->ne[1], 0, err, errlen))) return -1;
+    return 0;
+}
+
+/* A cross-encoder's head as llama.cpp names it: `cls` (BERT pooler / RoBERTa dense, then tanh)
+ * and `cls.output` (the label projection); either may be missing (jina-reranker-v1 has no
+ * output projection). Only read for rank pooling. */
+static int load_head(embd_model *m, char *err, size_t errlen) {
+    embd_model_info *in = &m->info;
+    if (in->pooling != EMBD_POOL_RANK) return 0;
+    if (want_linear(m, "cls", in->n_embd, &m->cls_w, &m->cls_b, err, errlen)) return -1;
+    int64_t width = m->cls_w ? m->cls_w->ne[1] : in->n_embd;
+    if (want_linear(m, "cls.output", width, &m->cls_out_w, &m->cls_out_b, err, errlen)) return -1;
+    if (!m->cls_w && !m->cls_out_w)
+        return embd_fail(err, errlen, "pooling_type is rank but the model has no classification head (cls.weight)");
+    in->n_labels = (int)(m->cls_out_w ? m->cls_out_w->ne[1] : width);
+    return 0;
+}
+
+/* Keys written by `embd convert` from the sentence-transformers files. */
+static int load_st_config(embd_model *m, char *err, size_t errlen) {
+    const struct gguf_context *g = m->gguf;
+    embd_model_info *in = &m->info;
+    long long v;
+    if (kv_int(g, "embd.max_seq_length", &v)) {
+        if (v < 2) return embd_fail(err, errlen, "embd.max_seq_length %lld is too small", v);
+        if (v < in->n_ctx) in->n_ctx = (int)v; /* a longer value cannot exceed the position table */
+    }
+    static const char prefix[] = "embd.prompts.";
+    const int64_t nk = gguf_get_n_kv(g);
+    for (int64_t i = 0; i < nk; i++)
+        if (!strncmp(gguf_get_key(g, i), prefix, sizeof prefix - 1)) m->n_prompts++;
+    if (m->n_prompts) {
+        m->prompt_names = calloc(m->n_prompts, sizeof *m->prompt_names);
+        m->prompt_texts = calloc(m->n_prompts, sizeof *m->prompt_texts);
+        if (!m->prompt_names || !m->prompt_texts) return embd_fail(err, errlen, "out of memory");
+        size_t k = 0;
+        for (int64_t i = 0; i < nk; i++) {
+            const char *key = gguf_get_key(g, i);
+            if (strncmp(key, prefix, sizeof prefix - 1)) continue;
+            if (gguf_get_kv_type(g, i) != GGUF_TYPE_STRING)
+                return embd_fail(err, errlen, "model metadata %s is not a string", key);
+            m->prompt_names[k] = key + sizeof prefix - 1;
+            m->prompt_texts[k++] = gguf_get_val_str(g, i);
+        }
+    }
+    m->default_prompt = kv_str(g, "embd.default_prompt_name");
+    if (m->default_prompt && !embd_model_prompt(m, m->default_prompt))
+        return embd_fail(err, errlen, "embd.default_prompt_name '%s' names no embd.prompts entry", m->default_prompt);
+    return 0;
+}
+
+const char *embd_model_prompt(const embd_model *m, const char *name) {
+    for (size_t i = 0; name && i < m->n_prompts; i++)
+        if (!strcmp(m->prompt_names[i], name)) return m->prompt_texts[i];
+    return NULL;
+}
+
+int embd_model_out_dim(const embd_model *m, embd_pooling p) {
+    if (p == EMBD_POOL_UNSPECIFIED) p = m->info.pooling;
+    return p == EMBD_POOL_RANK ? m->info.n_labels : m->info.n_embd;
+}
+
+bool embd_model_is_reranker(const embd_model *m) { return m->info.pooling == EMBD_POOL_RANK; }
+
 embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen) {
     quiet_ggml_once();
     embd_model *m = calloc(1, sizeof *m);
@@ -263,8 +341,8 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
     in->ln_eps = (eid >= 0 && gguf_get_kv_type(g, eid) == GGUF_TYPE_FLOAT32) ? gguf_get_val_f32(g, eid) : 1e-12f;
     in->pooling = EMBD_POOL_CLS;
     if (kv_arch_int(g, arch, "pooling_type", &v)) {
-        if (v < EMBD_POOL_NONE || v > EMBD_POOL_LAST) {
-            embd_fail(err, errlen, "pooling_type %lld is not supported for embeddings", v);
+        if (v < EMBD_POOL_NONE || v > EMBD_POOL_RANK) {
+            embd_fail(err, errlen, "pooling_type %lld is not supported", v);
             goto fail;
         }
         in->pooling = (embd_pooling)v;
@@ -338,6 +416,11 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
         W(ln2_w, "layer_output_norm.weight", H, 0); W(ln2_b, "layer_output_norm.bias", H, 0);
 #undef W
     }
+    if (load_head(m, err, errlen)) goto fail;
+    in->n_positions = in->n_ctx;
+    if (load_st_config(m, err, errlen)) goto fail;
+    const char *tmodel = kv_str(g, "tokenizer.ggml.model");
+    in->pair_double_sep = tmodel && !strcmp(tmodel, "t5"); /* XLM-R's SentencePiece vocabulary */
     snprintf(in->weight_type, sizeof in->weight_type, "%s", ggml_type_name(m->layers[0].q_w->type));
     if (convert_matrices(m, err, errlen)) goto fail;
     snprintf(in->compute_type, sizeof in->compute_type, "%s", ggml_type_name(m->layers[0].q_w->type));
@@ -352,6 +435,8 @@ void embd_model_free(embd_model *m) {
     if (!m) return;
     embd_tokenizer_free(m->tok);
     free(m->layers);
+    free(m->prompt_names);
+    free(m->prompt_texts);
     if (m->buf) ggml_backend_buffer_free(m->buf);
     if (m->conv_buf) ggml_backend_buffer_free(m->conv_buf);
     if (m->conv_ctx) ggml_free(m->conv_ctx);

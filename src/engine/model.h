@@ -16,6 +16,7 @@ typedef enum {
     EMBD_POOL_MEAN = 1,
     EMBD_POOL_CLS = 2,
     EMBD_POOL_LAST = 3,
+    EMBD_POOL_RANK = 4, /* cross-encoder: [CLS] through the classification head -> scores */
 } embd_pooling;
 
 const char *embd_pooling_name(embd_pooling p);
@@ -27,8 +28,11 @@ typedef struct {
     int n_layer, n_embd, n_head, n_ff, n_ctx, n_vocab, n_token_types;
     float ln_eps;
     embd_pooling pooling;
+    int n_labels;          /* classification head outputs (cross-encoders), else 0 */
+    bool pair_double_sep;  /* RoBERTa pair template <s> A </s></s> B </s> (else BERT's) */
     char weight_type[16];  /* ggml type name of the attention/FFN matrices in the file */
     char compute_type[16]; /* what they are multiplied as (bf16 when converted at load) */
+    int n_positions;       /* rows of the position table; n_ctx may be less (max_seq_length) */
     size_t file_bytes;
     size_t n_params;
 } embd_model_info;
@@ -46,7 +50,12 @@ struct embd_model {
     embd_model_info info;
     embd_tokenizer *tok;
     struct ggml_tensor *tok_embd, *pos_embd, *type_embd, *embd_norm_w, *embd_norm_b;
+    struct ggml_tensor *cls_w, *cls_b, *cls_out_w, *cls_out_b; /* classification head, optional */
     embd_layer *layers;
+    /* sentence-transformers prompts (GGUF embd.prompts.<name>), strings owned by gguf */
+    const char **prompt_names, **prompt_texts;
+    size_t n_prompts;
+    const char *default_prompt; /* name, or NULL */
     /* owned resources */
     struct gguf_context *gguf;
     struct ggml_context *meta; /* tensor headers; data lives in the mapping */
@@ -61,6 +70,12 @@ typedef struct embd_model embd_model;
 typedef struct {
     const char *tokenizer_json; /* optional HF tokenizer.json overriding the GGUF vocabulary */
 } embd_model_params;
+
+/* Floats per sequence that pooling p yields: the hidden size, or the head's labels for rank. */
+int embd_model_out_dim(const embd_model *m, embd_pooling p);
+bool embd_model_is_reranker(const embd_model *m);
+/* The text of a named prompt (prepended to inputs, as sentence-transformers does), or NULL. */
+const char *embd_model_prompt(const embd_model *m, const char *name);
 
 embd_model *embd_model_load(const char *path, const embd_model_params *p, char *err, size_t errlen);
 void embd_model_free(embd_model *m);

@@ -24,6 +24,7 @@ struct embd_job {
     void *ud;
     int32_t **ids;
     int *lens;
+    int *first; /* cross-encoder pairs: first segment's tokens (0: one text) */
     float *out;
     embd_item *res;
     size_t tokens;
@@ -82,10 +83,11 @@ embd_job *embd_job_new(size_t n, int n_embd, double deadline, embd_job_done_fn d
     size_t m = n ? n : 1;
     j->ids = calloc(m, sizeof *j->ids);
     j->lens = calloc(m, sizeof *j->lens);
+    j->first = calloc(m, sizeof *j->first);
     j->out = calloc(m * (size_t)n_embd, sizeof *j->out);
     j->res = calloc(m, sizeof *j->res);
-    if (!j->ids || !j->lens || !j->out || !j->res) {
-        free(j->ids), free(j->lens), free(j->out), free(j->res), free(j);
+    if (!j->ids || !j->lens || !j->first || !j->out || !j->res) {
+        free(j->ids), free(j->lens), free(j->first), free(j->out), free(j->res), free(j);
         return NULL;
     }
     atomic_store(&j->state, EMBD_JOB_PENDING);
@@ -100,6 +102,11 @@ void embd_job_set_item(embd_job *j, size_t i, int32_t *ids, int len) {
     j->tokens += (size_t)len;
 }
 
+void embd_job_set_pair(embd_job *j, size_t i, int32_t *ids, int len, int n_first) {
+    embd_job_set_item(j, i, ids, len);
+    j->first[i] = n_first;
+}
+
 embd_job_state embd_job_state_get(embd_job *j) { return (embd_job_state)atomic_load(&j->state); }
 size_t embd_job_size(const embd_job *j) { return j->n; }
 size_t embd_job_tokens(const embd_job *j) { return j->tokens; }
@@ -110,7 +117,7 @@ double embd_job_inference_seconds(const embd_job *j) { return j->infer_s; }
 
 static void job_free(embd_job *j) {
     for (size_t i = 0; i < j->n; i++) free(j->ids[i]);
-    free(j->ids), free(j->lens), free(j->out), free(j->res), free(j);
+    free(j->ids), free(j->lens), free(j->first), free(j->out), free(j->res), free(j);
 }
 
 /* Caller holds s->mu. */
@@ -250,6 +257,7 @@ typedef struct {
     qitem *items;
     const int32_t **ids;
     size_t *lens;
+    int *first;
     float *out;
     embd_item *res;
     size_t cap;
@@ -265,11 +273,13 @@ static int batch_reserve(batch_buf *b, size_t n, int n_embd) {
     if (ids) b->ids = ids;
     size_t *lens = realloc(b->lens, cap * sizeof *lens);
     if (lens) b->lens = lens;
+    int *first = realloc(b->first, cap * sizeof *first);
+    if (first) b->first = first;
     float *out = realloc(b->out, cap * (size_t)n_embd * sizeof *out);
     if (out) b->out = out;
     embd_item *res = realloc(b->res, cap * sizeof *res);
     if (res) b->res = res;
-    if (!it || !ids || !lens || !out || !res) return -1;
+    if (!it || !ids || !lens || !first || !out || !res) return -1;
     b->cap = cap;
     return 0;
 }
@@ -340,13 +350,14 @@ static void *sched_main(void *arg) {
             if (w > j->queue_s) j->queue_s = w;
             b.ids[i] = j->ids[b.items[i].idx];
             b.lens[i] = (size_t)j->lens[b.items[i].idx];
+            b.first[i] = j->first[b.items[i].idx];
         }
         pthread_mutex_unlock(&s->mu);
 
         if (s->metrics)
             for (size_t i = 0; i < n; i++) embd_metrics_queue_time(s->metrics, t0 - b.items[i].t_enq);
         char err[160];
-        int rc = embd_embed_tokens(s->enc, b.ids, b.lens, n, &eo, b.out, b.res, err, sizeof err);
+        int rc = embd_embed_token_pairs(s->enc, b.ids, b.lens, b.first, n, &eo, b.out, b.res, err, sizeof err);
         double dt = embd_now() - t0;
         if (rc != 0)
             for (size_t i = 0; i < n; i++) {
@@ -377,7 +388,7 @@ static void *sched_main(void *arg) {
         }
     }
     pthread_mutex_unlock(&s->mu);
-    free(b.items), free(b.ids), free(b.lens), free(b.out), free(b.res);
+    free(b.items), free(b.ids), free(b.lens), free(b.first), free(b.out), free(b.res);
     return NULL;
 }
 
@@ -395,7 +406,7 @@ embd_sched *embd_sched_new(embd_encoder *enc, const embd_sched_opts *o, embd_met
     s->enc = enc;
     s->o = *o;
     s->metrics = metrics;
-    s->n_embd = embd_encoder_model(enc)->info.n_embd;
+    s->n_embd = embd_model_out_dim(embd_encoder_model(enc), o->pooling);
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);

@@ -45,10 +45,12 @@ embd_job *embd_job_new(size_t n, int n_embd, double deadline, embd_job_done_fn d
                        void *ud);
 /* Takes ownership of ids (malloc'd, len tokens). Call for every item before submitting. */
 void embd_job_set_item(embd_job *job, size_t i, int32_t *ids, int len);
+/* The same for a cross-encoder pair whose first segment has n_first tokens. */
+void embd_job_set_pair(embd_job *job, size_t i, int32_t *ids, int len, int n_first);
 embd_job_state embd_job_state_get(embd_job *job);
 size_t embd_job_size(const embd_job *job);
 size_t embd_job_tokens(const embd_job *job);
-const float *embd_job_vector(const embd_job *job, size_t i); /* raw pooled, not normalised */
+const float *embd_job_vector(const embd_job *job, size_t i); /* raw pooled, not normalised (scores: logits) */
 const embd_item *embd_job_item(const embd_job *job, size_t i);
 double embd_job_queue_seconds(const embd_job *job);     /* longest wait of one of its items */
 double embd_job_inference_seconds(const embd_job *job); /* summed duration of its batches */

@@ -33,8 +33,6 @@ bool embd_api_has_sentinel(const char *s, size_t len);
 /* Characters (code points) in UTF-8 text: what the max-input-chars limit counts. */
 size_t embd_api_utf8_chars(const char *s, size_t len);
 
-typedef enum { EMBD_SHAPE_OPENAI, EMBD_SHAPE_TEI, EMBD_SHAPE_CHUNKS } embd_shape;
-
 /* Server-side limits and defaults that shape validation. */
 typedef struct {
     size_t max_items;       /* per request */
@@ -42,7 +40,19 @@ typedef struct {
     bool default_truncate;  /* when the request does not say */
     int n_embd, n_ctx, n_vocab;
     const char *model_name;
+    const embd_model *model; /* its prompts */
 } embd_api_limits;
+
+/* Field checks shared by the request parsers; each returns 0 or -1 with e set. */
+int embd_api_get_bool(json_t *root, const char *key, bool *out, embd_api_error *e); /* absent/null: unchanged */
+int embd_api_check_count(size_t n, const char *path, const embd_api_limits *lim, embd_api_error *e);
+int embd_api_check_text_size(const char *s, size_t len, size_t i, const embd_api_limits *lim, embd_api_error *e);
+
+/* {"name": "prompt text", ...} of the model's sentence-transformers prompts. */
+json_t *embd_api_prompts_json(const embd_model *m);
+
+typedef enum { EMBD_SHAPE_OPENAI, EMBD_SHAPE_TEI, EMBD_SHAPE_CHUNKS } embd_shape;
+
 
 /* One embedding request after validation, whatever shape it came in. */
 typedef struct {
@@ -57,6 +67,7 @@ typedef struct {
     char **item_error;     /* chunk shape: per-chunk rejection (malloc'd), else NULL */
     bool normalize, truncate, truncate_left, base64;
     int dimensions;        /* 0: all */
+    const char *prompt;    /* prepended to text inputs (prompt_name or the model's default) */
 } embd_embed_req;
 
 /* Validates an embedding request for shape (EMBD_SHAPE_TEI also recognises the chunk shape).
@@ -89,5 +100,37 @@ char *embd_api_embed_response(const embd_embed_req *r, const embd_item_result *i
 
 /* POST /tokenize (TEI): {"inputs": str | [str], "add_special_tokens": bool}. */
 char *embd_api_tokenize(json_t *root, bool had_bad_utf8, const embd_model *m, const embd_api_limits *lim, embd_api_error *e);
+
+/* Reranking: TEI POST /rerank {query, texts, raw_scores, return_text, truncate,
+ * truncation_direction} -> [{index, score, text?}] by score; Cohere/Jina POST /v1/rerank {model,
+ * query, documents: [str | {text}], top_n, return_documents} -> {model, results, usage}. */
+typedef enum { EMBD_RERANK_TEI, EMBD_RERANK_COHERE } embd_rerank_shape;
+
+typedef struct {
+    embd_rerank_shape shape;
+    json_t *root; /* owns the strings below */
+    const char *query;
+    size_t query_len;
+    size_t n;
+    const char **doc;
+    size_t *doc_len;
+    bool raw_scores, return_text, truncate;
+    size_t top_n; /* 0: all */
+} embd_rerank_req;
+
+/* Validates; takes ownership of root on success. bad_utf8: the body held invalid UTF-8 (see
+ * embd_api_parse_body), which fails the request naming the field. Returns 0 or -1 with e (4xx). */
+int embd_api_rerank_parse(json_t *root, embd_rerank_shape shape, bool bad_utf8, const embd_api_limits *lim,
+                          embd_rerank_req *out, embd_api_error *e);
+void embd_rerank_req_free(embd_rerank_req *r);
+
+/* Tokenizes every (query, document) pair in the model's pair template into ids[i]/lens[i]
+ * (malloc'd) and first[i] (first segment's tokens). Over-long pairs are cut on the document side,
+ * or fail the request (413) when truncation is off. Returns 0, or -1 with e set. */
+int embd_api_rerank_tokenize(const embd_rerank_req *r, const embd_model *m, int n_ctx, int32_t **ids, int *lens,
+                             int *first, embd_api_error *e);
+
+/* Builds the response (malloc'd) from each pair's first logit; tokens for usage. */
+char *embd_api_rerank_response(const embd_rerank_req *r, const float *logits, size_t tokens, const char *model_name);
 
 #endif

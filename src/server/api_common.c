@@ -109,3 +109,33 @@ json_t *embd_api_parse_body(char *body, size_t len, bool *had_bad_utf8, embd_api
     }
     return root;
 }
+
+int embd_api_get_bool(json_t *root, const char *key, bool *out, embd_api_error *e) {
+    json_t *v = json_object_get(root, key);
+    if (!v || json_is_null(v)) return 0;
+    if (!json_is_boolean(v)) return embd_api_fail(e, 422, "invalid_request", -1, "$.%s: expected true or false", key);
+    *out = json_is_true(v);
+    return 0;
+}
+
+int embd_api_check_count(size_t n, const char *path, const embd_api_limits *lim, embd_api_error *e) {
+    if (n == 0) return embd_api_fail(e, 422, "invalid_request", -1, "%s: expected at least one input", path);
+    if (n > lim->max_items)
+        return embd_api_fail(e, 413, "too_many_items", -1, "%s: %zu inputs, more than the limit of %zu per request",
+                             path, n, lim->max_items);
+    return 0;
+}
+
+int embd_api_check_text_size(const char *s, size_t len, size_t i, const embd_api_limits *lim, embd_api_error *e) {
+    size_t c = embd_api_utf8_chars(s, len);
+    if (c > lim->max_input_chars)
+        return embd_api_fail(e, 413, "input_too_large", (long)i,
+                             "input %zu has %zu characters, more than the limit of %zu", i, c, lim->max_input_chars);
+    return 0;
+}
+
+json_t *embd_api_prompts_json(const embd_model *m) {
+    json_t *o = json_object();
+    for (size_t i = 0; o && i < m->n_prompts; i++) json_object_set_new(o, m->prompt_names[i], json_string(m->prompt_texts[i]));
+    return o;
+}

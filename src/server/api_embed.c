@@ -33,14 +33,6 @@ static int alloc_items(embd_embed_req *r, size_t n) {
     return r->text && r->text_len ? 0 : -1;
 }
 
-static int get_bool(json_t *root, const char *key, bool *out, embd_api_error *e) {
-    json_t *v = json_object_get(root, key);
-    if (!v || json_is_null(v)) return 0;
-    if (!json_is_boolean(v)) return embd_api_fail(e, 422, "invalid_request", -1, "$.%s: expected true or false", key);
-    *out = json_is_true(v);
-    return 0;
-}
-
 static int get_dimensions(json_t *root, const embd_api_limits *lim, int *out, embd_api_error *e) {
     json_t *v = json_object_get(root, "dimensions");
     if (!v || json_is_null(v)) return 0;
@@ -49,6 +41,27 @@ static int get_dimensions(json_t *root, const embd_api_limits *lim, int *out, em
                              lim->n_embd);
     *out = (int)json_integer_value(v);
     return 0;
+}
+
+/* "prompt_name" (TEI; accepted on /v1/embeddings too): a sentence-transformers prompt of the
+ * model, prepended to every text. Absent: the model's default prompt, if it has one. */
+static int get_prompt(json_t *root, const embd_api_limits *lim, const char **out, embd_api_error *e) {
+    const embd_model *m = lim->model;
+    json_t *v = json_object_get(root, "prompt_name");
+    if (!v || json_is_null(v)) {
+        *out = m && m->default_prompt ? embd_model_prompt(m, m->default_prompt) : NULL;
+        return 0;
+    }
+    if (!json_is_string(v)) return embd_api_fail(e, 422, "invalid_request", -1, "$.prompt_name: expected a string");
+    *out = m ? embd_model_prompt(m, json_string_value(v)) : NULL;
+    if (*out) return 0;
+    char names[160] = "";
+    for (size_t i = 0; m && i < m->n_prompts; i++) {
+        size_t l = strlen(names);
+        snprintf(names + l, sizeof names - l, "%s'%s'", i ? ", " : "", m->prompt_names[i]);
+    }
+    return embd_api_fail(e, 422, "unknown_prompt", -1, "$.prompt_name: '%.64s' is not a prompt of this model (%s%s)",
+                         json_string_value(v), *names ? "it has " : "it defines none", names);
 }
 
 /* An optional string field with two accepted values: *second is set when it names the second. */
@@ -62,22 +75,6 @@ static int get_choice(json_t *root, const char *key, const char *first, const ch
         *is_second = true;
     else if (!s || cmp(s, first))
         return embd_api_fail(e, 422, "invalid_request", -1, "$.%s: expected \"%s\" or \"%s\"", key, first, second);
-    return 0;
-}
-
-static int check_count(size_t n, const char *path, const embd_api_limits *lim, embd_api_error *e) {
-    if (n == 0) return embd_api_fail(e, 422, "invalid_request", -1, "%s: expected at least one input", path);
-    if (n > lim->max_items)
-        return embd_api_fail(e, 413, "too_many_items", -1, "%s: %zu inputs, more than the limit of %zu per request",
-                             path, n, lim->max_items);
-    return 0;
-}
-
-static int check_text_size(const char *s, size_t len, size_t i, const embd_api_limits *lim, embd_api_error *e) {
-    size_t c = embd_api_utf8_chars(s, len);
-    if (c > lim->max_input_chars)
-        return embd_api_fail(e, 413, "input_too_large", (long)i,
-                             "input %zu has %zu characters, more than the limit of %zu", i, c, lim->max_input_chars);
     return 0;
 }
 
@@ -107,7 +104,7 @@ static int parse_inputs(embd_embed_req *r, json_t *in, const char *key, bool all
         if (alloc_items(r, 1)) return embd_api_fail(e, 503, "out_of_memory", -1, "out of memory");
         r->text[0] = json_string_value(in);
         r->text_len[0] = json_string_length(in);
-        return check_text_size(r->text[0], r->text_len[0], 0, lim, e);
+        return embd_api_check_text_size(r->text[0], r->text_len[0], 0, lim, e);
     }
     if (!json_is_array(in))
         return embd_api_fail(e, 422, "invalid_request", -1, "$.%s: expected a string or an array of strings", key);
@@ -122,7 +119,7 @@ static int parse_inputs(embd_embed_req *r, json_t *in, const char *key, bool all
         return take_ids(r, 0, in, path, lim->n_vocab, e);
     }
     snprintf(path, sizeof path, "$.%s", key);
-    if (check_count(n, path, lim, e)) return -1;
+    if (embd_api_check_count(n, path, lim, e)) return -1;
     if (alloc_items(r, n)) return embd_api_fail(e, 503, "out_of_memory", -1, "out of memory");
     bool ids = allow_ids && json_is_array(first);
     if (ids) {
@@ -142,7 +139,7 @@ static int parse_inputs(embd_embed_req *r, json_t *in, const char *key, bool all
                 return embd_api_fail(e, 422, "invalid_request", (long)i, "%s: expected a string", path);
             r->text[i] = json_string_value(v);
             r->text_len[i] = json_string_length(v);
-            if (check_text_size(r->text[i], r->text_len[i], i, lim, e)) return -1;
+            if (embd_api_check_text_size(r->text[i], r->text_len[i], i, lim, e)) return -1;
         }
     }
     return 0;
@@ -196,24 +193,17 @@ int embd_api_embed_parse(json_t *root, embd_shape shape, const embd_api_limits *
         json_t *model = json_object_get(root, "model");
         if (!rc && model && !json_is_null(model) && !json_is_string(model))
             rc = embd_api_fail(e, 422, "invalid_request", -1, "$.model: expected a string");
+        if (!rc) rc = get_prompt(root, lim, &r.prompt, e);
         if (!rc) rc = get_dimensions(root, lim, &r.dimensions, e);
         if (!rc) rc = parse_inputs(&r, json_object_get(root, "input"), "input", true, lim, e);
     } else if (json_object_get(root, "chunks")) {
         r.shape = EMBD_SHAPE_CHUNKS;
         rc = parse_chunks(&r, json_object_get(root, "chunks"), lim, e);
     } else {
-        rc = get_bool(root, "normalize", &r.normalize, e);
-        if (!rc) rc = get_bool(root, "truncate", &r.truncate, e);
+        rc = embd_api_get_bool(root, "normalize", &r.normalize, e);
+        if (!rc) rc = embd_api_get_bool(root, "truncate", &r.truncate, e);
         if (!rc) rc = get_choice(root, "truncation_direction", "Right", "Left", true, &r.truncate_left, e);
-        json_t *prompt = json_object_get(root, "prompt_name");
-        if (!rc && prompt && !json_is_null(prompt)) {
-            if (!json_is_string(prompt))
-                rc = embd_api_fail(e, 422, "invalid_request", -1, "$.prompt_name: expected a string");
-            else
-                rc = embd_api_fail(e, 422, "unknown_prompt", -1,
-                                   "$.prompt_name: '%.64s' is not a prompt of this model (it defines none)",
-                                   json_string_value(prompt));
-        }
+        if (!rc) rc = get_prompt(root, lim, &r.prompt, e);
         if (!rc) rc = get_dimensions(root, lim, &r.dimensions, e);
         if (!rc) rc = parse_inputs(&r, json_object_get(root, "inputs"), "inputs", false, lim, e);
     }
@@ -280,7 +270,23 @@ long embd_api_embed_tokenize(embd_embed_req *r, const embd_tokenizer *tok, int n
         }
         size_t bad = 0;
         size_t limit = r->truncate && !r->truncate_left ? (size_t)n_ctx : 0;
-        int rc = embd_tokenizer_encode(tok, r->text[i], r->text_len[i], limit, &tk, &bad);
+        const char *text = r->text[i];
+        size_t text_len = r->text_len[i];
+        char *joined = NULL;
+        if (r->prompt && *r->prompt) {
+            size_t pl = strlen(r->prompt);
+            joined = malloc(pl + text_len + 1);
+            if (!joined) {
+                embd_tokens_free(&tk);
+                return embd_api_fail(e, 503, "out_of_memory", -1, "out of memory while tokenizing");
+            }
+            memcpy(joined, r->prompt, pl);
+            memcpy(joined + pl, text, text_len);
+            text = joined;
+            text_len += pl;
+        }
+        int rc = embd_tokenizer_encode(tok, text, text_len, limit, &tk, &bad);
+        free(joined);
         if (rc != EMBD_TOK_OK) {
             embd_tokens_free(&tk);
             if (rc == EMBD_TOK_EUTF8) return embd_api_fail(e, 422, "invalid_utf8", (long)i, "input %zu is not valid UTF-8", i);

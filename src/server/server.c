@@ -68,6 +68,8 @@ typedef struct {
     bool suspended, finished;
     embd_embed_req er;
     bool have_er;
+    embd_rerank_req rr;
+    bool have_rr;
     embd_job *job;
     size_t *map; /* job item -> request item */
     embd_principal who;
@@ -171,6 +173,16 @@ static int check_signed(req *q, const char *url, const char *method, enum MHD_Re
     return 0;
 }
 
+/* Input tokens are known only after tokenization: the caller's tokens/min bucket is charged then.
+ * 0, or the seconds to wait. */
+static double charge_tokens(req *q, int32_t *const *ids, const int *lens, size_t n, double *tpm) {
+    *tpm = q->who.tpm >= 0 ? q->who.tpm : q->s->o.rate_tpm;
+    if (*tpm <= 0) return 0;
+    double toks = 0;
+    for (size_t i = 0; i < n; i++) toks += ids[i] ? lens[i] : 0;
+    return embd_ratelimit_tokens(q->s->rl, q->who.name, *tpm, toks, embd_now());
+}
+
 static void *socket_ctx(struct MHD_Connection *c) {
     const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
     return ci ? ci->socket_context : NULL;
@@ -208,6 +220,41 @@ static bool client_alive(void *ud) {
     return !(poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)));
 }
 
+/* x-*-time headers, as TEI sends them. */
+static void timing_headers(req *q, size_t tokens, char bufs[4][32], const char *hdr[9]) {
+    snprintf(bufs[0], 32, "%.3f", embd_job_queue_seconds(q->job) * 1e3);
+    snprintf(bufs[1], 32, "%.3f", embd_job_inference_seconds(q->job) * 1e3);
+    snprintf(bufs[2], 32, "%.3f", (embd_now() - q->t0) * 1e3);
+    snprintf(bufs[3], 32, "%zu", tokens);
+    const char *names[] = {"x-queue-time", "x-inference-time", "x-total-time", "x-compute-tokens"};
+    for (int i = 0; i < 4; i++) hdr[2 * i] = names[i], hdr[2 * i + 1] = bufs[i];
+    hdr[8] = NULL;
+}
+
+static enum MHD_Result respond_rerank(req *q) {
+    const size_t n = embd_job_size(q->job);
+    float *logits = calloc(n ? n : 1, sizeof *logits);
+    if (!logits) return send_json(q, 503, NULL);
+    size_t tokens = 0;
+    for (size_t i = 0; i < n; i++) {
+        const embd_item *it = embd_job_item(q->job, i);
+        if (it->status != EMBD_ITEM_OK) {
+            free(logits);
+            embd_api_error e;
+            embd_api_fail(&e, 500, "inference_failed", (long)i, "document %zu: %s", i, it->message);
+            return send_error(q, &e, NULL);
+        }
+        logits[i] = embd_job_vector(q->job, i)[0];
+        tokens += (size_t)it->n_tokens;
+    }
+    char *body = embd_api_rerank_response(&q->rr, logits, tokens, q->s->model_name);
+    free(logits);
+    char bufs[4][32];
+    const char *hdr[9];
+    timing_headers(q, tokens, bufs, hdr);
+    return send_body(q, body ? 200 : 503, "application/json", body, hdr);
+}
+
 static enum MHD_Result respond_job(req *q) {
     server *s = q->s;
     embd_job_state st = embd_job_state_get(q->job);
@@ -216,6 +263,7 @@ static enum MHD_Result respond_job(req *q) {
     if (st == EMBD_JOB_CANCELLED) /* the client left: nobody reads this, the metrics say 499 */
         return fail(q, 499, "cancelled", "%s", "the client closed the connection");
     if (st != EMBD_JOB_DONE) return fail(q, 503, "shutting_down", "%s", "the server is shutting down");
+    if (q->have_rr) return respond_rerank(q);
     const int H = s->model->info.n_embd;
     embd_item_result *items = calloc(q->er.n ? q->er.n : 1, sizeof *items);
     if (!items) return send_json(q, 503, NULL);
@@ -234,15 +282,14 @@ static enum MHD_Result respond_job(req *q) {
     embd_api_error e;
     char *body = embd_api_embed_response(&q->er, items, H, s->model_name, &e);
     free(items);
-    char qt[32], it[32], tt[32], tk[32];
-    snprintf(qt, sizeof qt, "%.3f", embd_job_queue_seconds(q->job) * 1e3);
-    snprintf(it, sizeof it, "%.3f", embd_job_inference_seconds(q->job) * 1e3);
-    snprintf(tt, sizeof tt, "%.3f", (embd_now() - q->t0) * 1e3);
-    snprintf(tk, sizeof tk, "%zu", tokens);
-    const char *hdr[] = {"x-queue-time", qt, "x-inference-time", it, "x-total-time", tt, "x-compute-tokens", tk, NULL};
+    char bufs[4][32];
+    const char *hdr[9];
+    timing_headers(q, tokens, bufs, hdr);
     if (!body) return send_error(q, &e, hdr);
     return send_body(q, 200, "application/json", body, hdr);
 }
+
+static enum MHD_Result submit_job(req *q);
 
 static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
     server *s = q->s;
@@ -262,13 +309,8 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
         return send_json(q, 503, NULL);
     }
     long runnable = embd_api_embed_tokenize(&q->er, s->model->tok, s->lim.n_ctx, bad_utf8, ids, lens, &e);
-    double tpm = q->who.tpm >= 0 ? q->who.tpm : s->o.rate_tpm, wait = 0;
-    if (runnable >= 0 && tpm > 0) { /* input tokens are known only now */
-        double toks = 0;
-        for (size_t i = 0; i < n; i++) toks += ids[i] ? lens[i] : 0;
-        wait = embd_ratelimit_tokens(s->rl, q->who.name, tpm, toks, embd_now());
-        if (wait > 0) runnable = -1;
-    }
+    double tpm = 0, wait = runnable >= 0 ? charge_tokens(q, ids, lens, n, &tpm) : 0;
+    if (wait > 0) runnable = -1;
     if (runnable >= 0) {
         double deadline = s->o.request_timeout > 0 ? q->t0 + s->o.request_timeout : 0;
         q->job = embd_job_new((size_t)runnable, s->model->info.n_embd, deadline, job_done, client_alive, q);
@@ -287,6 +329,14 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
     free(ids), free(lens);
     if (wait > 0) return too_many(q, wait, "input tokens", tpm, "per minute");
     if (runnable < 0) return send_error(q, &e, NULL);
+    return submit_job(q);
+}
+
+/* Queues q->job; answers at once when it is refused or already finished, else suspends the
+ * connection until the scheduler is done with it. */
+static enum MHD_Result submit_job(req *q) {
+    server *s = q->s;
+    embd_api_error e;
     double retry = 0;
     pthread_mutex_lock(&q->mu);
     int rc = embd_sched_submit(s->sched, q->job, &retry);
@@ -317,6 +367,40 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
     return fail(q, 503, "shutting_down", "%s", "the server is shutting down");
 }
 
+static enum MHD_Result handle_rerank(req *q, json_t *root, bool bad_utf8) {
+    server *s = q->s;
+    embd_api_error e;
+    embd_rerank_shape shape = q->r == R_RERANK ? EMBD_RERANK_TEI : EMBD_RERANK_COHERE;
+    if (embd_api_rerank_parse(root, shape, bad_utf8, &s->lim, &q->rr, &e)) {
+        json_decref(root);
+        return send_error(q, &e, NULL);
+    }
+    q->have_rr = true;
+    const size_t n = q->rr.n;
+    int32_t **ids = calloc(n, sizeof *ids);
+    int *lens = calloc(n, sizeof *lens), *first = calloc(n, sizeof *first);
+    if (!ids || !lens || !first) {
+        free(ids), free(lens), free(first);
+        return send_json(q, 503, NULL);
+    }
+    int rc = embd_api_rerank_tokenize(&q->rr, s->model, s->lim.n_ctx, ids, lens, first, &e);
+    double tpm = 0, wait = rc ? 0 : charge_tokens(q, ids, lens, n, &tpm);
+    if (wait > 0) rc = -1;
+    if (!rc) {
+        double deadline = s->o.request_timeout > 0 ? q->t0 + s->o.request_timeout : 0;
+        q->job = embd_job_new(n, s->model->info.n_labels, deadline, job_done, client_alive, q);
+        if (!q->job) rc = embd_api_fail(&e, 503, "out_of_memory", -1, "out of memory");
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!rc) embd_job_set_pair(q->job, i, ids[i], lens[i], first[i]);
+        else free(ids[i]);
+    }
+    free(ids), free(lens), free(first);
+    if (wait > 0) return too_many(q, wait, "input tokens", tpm, "per minute");
+    if (rc) return send_error(q, &e, NULL);
+    return submit_job(q);
+}
+
 /* ---- small endpoints --------------------------------------------------------------------- */
 
 /* --pooling if given, else the model's. */
@@ -331,13 +415,18 @@ static enum MHD_Result handle_info(req *q) {
     json_t *j = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:{s:{s:s}}, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:s, s:b}", "model_id",
         s->model_name, "model_path", s->o.model_path, "model_dtype", hp->weight_type, "compute_dtype", hp->compute_type, "architecture", hp->arch,
-        "model_type", "embedding", "pooling",
+        "model_type", embd_model_is_reranker(s->model) ? "reranker" : "embedding", "pooling",
         served_pooling(s), "dimensions",
         hp->n_embd, "max_input_length", hp->n_ctx, "vocab_size", hp->n_vocab, "max_batch_tokens",
         (json_int_t)s->o.sched.max_batch_tokens, "max_client_batch_size", (json_int_t)s->o.max_items, "max_input_chars",
         (json_int_t)s->o.max_input_chars, "max_queue_tokens", (json_int_t)s->o.sched.max_queue_tokens,
         "max_queue_items", (json_int_t)s->o.sched.max_queue_items, "request_timeout_s", s->o.request_timeout,
         "threads", embd_encoder_threads(s->enc), "version", EMBD_VERSION, "auto_truncate", s->o.truncate);
+    if (j) {
+        json_object_set_new(j, "prompts", embd_api_prompts_json(s->model));
+        json_object_set_new(j, "default_prompt_name",
+                            s->model->default_prompt ? json_string(s->model->default_prompt) : json_null());
+    }
     json_t *sec = embd_auth_info(s->auth);
     if (j && sec) {
         json_object_set_new(j, "auth", json_string(embd_auth_mode(s->auth)));
@@ -401,8 +490,13 @@ static enum MHD_Result dispatch(req *q) {
         snprintf(lim, sizeof lim, "%zu", s->o.max_payload_bytes);
         return fail(q, 413, "payload_too_large", "the request body is larger than the limit of %s bytes", lim);
     }
-    if (q->r == R_RERANK || q->r == R_V1_RERANK)
+    const bool reranker = embd_model_is_reranker(s->model), rerank = q->r == R_RERANK || q->r == R_V1_RERANK;
+    if (rerank && !reranker)
         return fail(q, 400, "not_a_reranker", "model '%s' is an embedding model; reranking needs a cross-encoder",
+                    s->model_name);
+    if (!rerank && reranker && q->r != R_TOKENIZE)
+        return fail(q, 400, "not_an_embedding_model",
+                    "model '%s' is a cross-encoder: it scores (query, document) pairs on /rerank and /v1/rerank",
                     s->model_name);
     if (s->o.max_json_depth > 0 && embd_json_too_deep(q->body, q->len, s->o.max_json_depth)) {
         char d[16];
@@ -414,6 +508,7 @@ static enum MHD_Result dispatch(req *q) {
     json_t *root = embd_api_parse_body(q->body ? q->body : "", q->len, &bad_utf8, &e);
     if (!root) return send_error(q, &e, NULL);
     if (q->r == R_TOKENIZE) return handle_tokenize(q, root, bad_utf8);
+    if (rerank) return handle_rerank(q, root, bad_utf8);
     return handle_embed(q, root, bad_utf8);
 }
 
@@ -505,6 +600,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (s->o.log_requests)
         fprintf(stderr, "embd: %s %d %.1f ms\n", ROUTES[q->r].path, status, dt * 1e3);
     if (q->have_er) embd_embed_req_free(&q->er);
+    if (q->have_rr) embd_rerank_req_free(&q->rr);
     free(q->map);
     free(q->body);
     pthread_mutex_destroy(&q->mu);
@@ -640,7 +736,8 @@ int embd_server_run(const embd_server_opts *opts) {
                                .n_embd = s->model->info.n_embd,
                                .n_ctx = s->model->info.n_ctx,
                                .n_vocab = s->model->info.n_vocab,
-                               .model_name = s->model_name};
+                               .model_name = s->model_name,
+                               .model = s->model};
     atomic_store(&s->state, ST_READY);
     fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
             s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, embd_encoder_threads(s->enc),

@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import import_gguf, l2_normalize  # noqa: E402
 
-POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last"}
+POOLING_NAMES = {0: "none", 1: "mean", 2: "cls", 3: "last", 4: "rank"}
 
 
 # --- erf without scipy ------------------------------------------------------------------------
@@ -121,17 +121,19 @@ class BertRef:
                 a = np.ascontiguousarray(a.T)  # store linear weights as (in, out): y = x @ W^T + b
             self.w[t.name] = a
 
-    def hidden_states(self, ids, keep=None):
+    def hidden_states(self, ids, keep=None, types=None):
         """Final-layer token states (n, d) for one sequence of token ids (already truncated).
 
         keep: a slice of positions whose final states are wanted (CLS pooling needs only 0:1);
-        the last layer then runs queries, residuals and FFN for those rows alone."""
+        the last layer then runs queries, residuals and FFN for those rows alone. types: token
+        type ids (default all 0)."""
         ids = np.asarray(ids, dtype=np.intp)
         n = len(ids)
         if n == 0 or n > self.n_ctx:
             raise ValueError(f"sequence length {n} outside 1..{self.n_ctx}")
         W, eps = self.w, self.eps
-        x = W["token_embd.weight"][ids] + W["position_embd.weight"][:n] + W["token_types.weight"][0]
+        tt = W["token_types.weight"][0] if types is None else W["token_types.weight"][np.asarray(types, dtype=np.intp)]
+        x = W["token_embd.weight"][ids] + W["position_embd.weight"][:n] + tt
         x = layer_norm(x, W["token_embd_norm.weight"], W["token_embd_norm.bias"], eps)
 
         H, dh = self.n_head, self.n_embd // self.n_head
@@ -167,6 +169,20 @@ class BertRef:
             return l2_normalize(h) if normalize else h
         v = h.mean(axis=0) if pooling == "mean" else h[0]  # cls / last: h holds that one row
         return l2_normalize(v) if normalize else v
+
+    def score_one(self, ids, n_first):
+        """Cross-encoder logits for one pair: [CLS] state -> tanh(cls) -> cls.output, with token
+        type 1 from position n_first on (HF BertForSequenceClassification / RoBERTa head)."""
+        W = self.w
+        types = None
+        if W["token_types.weight"].shape[0] > 1:
+            types = [0] * n_first + [1] * (len(ids) - n_first)
+        h = self.hidden_states(ids, keep=slice(0, 1), types=types)[0]
+        if "cls.weight" in W:
+            h = np.tanh(W["cls.weight"] @ h + W.get("cls.bias", 0.0))
+        if "cls.output.weight" in W:
+            h = W["cls.output.weight"] @ h + W.get("cls.output.bias", 0.0)
+        return h
 
     def embed(self, ids_list, pooling=None, normalize=True):
         """Pooled embeddings (N, d) for a list of id sequences (a list of (n, d) arrays for 'none')."""

@@ -328,11 +328,11 @@ class Limits(unittest.TestCase):
         sent, closed = 0, False
         try:
             s.sendall(b"POST /embed HTTP/1.1\r\nHost: x\r\nX-Slow: ")
-            while time.monotonic() - t0 < 15:
+            while time.monotonic() - t0 < 20:
                 try:
-                    s.sendall(b"a")  # one byte a second: never idle, never done
+                    s.sendall(b"a")  # a byte every 0.3 s: never idle for the 2 s timeout, never done
                     sent += 1
-                    s.settimeout(1.0)
+                    s.settimeout(0.3)
                     if s.recv(1024) == b"":
                         closed = True
                         break
@@ -345,8 +345,8 @@ class Limits(unittest.TestCase):
             s.close()
         dt = time.monotonic() - t0
         self.assertTrue(closed, "a one-byte-a-second client was never cut off")
-        self.assertGreaterEqual(sent, 2)  # it kept sending past the 2 s idle timeout
-        self.assertLess(dt, 10, dt)
+        self.assertGreaterEqual(sent, 4)  # it was not idle: the header deadline cut it
+        self.assertLess(dt, 15, dt)
         self.assertEqual(self.srv.post("/embed", TEI).status, 200)
 
     def test_idle_connection_closed(self):
