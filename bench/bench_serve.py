@@ -307,7 +307,9 @@ def main():
     no_webui = "--no-webui" in subprocess.run([llama_server, "--help"], capture_output=True, text=True).stdout
 
     def embd_cmd(port):
-        return [embd, "serve", "--model", model, "--host", HOST, "--port", str(port), "--threads", str(a.threads),
+        # loopback only, so no API keys: --insecure (embd refuses to start without auth otherwise)
+        return [embd, "serve", "--insecure", "--model", model, "--host", HOST, "--port", str(port),
+                "--threads", str(a.threads),
                 *shlex.split(a.embd_args)]
 
     def llama_cmd(port):

@@ -3,6 +3,7 @@
 ../shared/corpus/edge_cases.jsonl, hand-written cases and tiny GGUFs made by tools/gen_random_model.py.
 
   /usr/bin/python3 fuzz/gen_seeds.py        (needs numpy and llama.cpp's gguf-py, as that tool does)
+  /usr/bin/python3 fuzz/gen_seeds.py --auth-only   (just fuzz/corpus/fuzz_auth, stdlib only)
 """
 import json
 import os
@@ -271,7 +272,39 @@ def hf_tokenizer_seeds():
         dict(ug, post_processor={"type": "RobertaProcessing", "sep": ["</s>", 2], "cls": ["<s>", 0]})).encode())
 
 
+def auth_seeds():
+    """fuzz_auth: keys files, Authorization values, and TIMESTAMP\nSIGNATURE\nAUTHORIZATION\nBODY requests
+    (signed with fuzz_auth.c's secret, so the success and replay paths are reachable)."""
+    import hashlib
+    import hmac
+    T = "fuzz_auth"
+    secret, key = b"fuzz-secret-0123456789abcdef", b"fuzz-key-0123456789abcdef"
+
+    def signed(path, body, ts=b"1700000000"):
+        msg = b"|".join((b"POST", path, hashlib.sha256(body).hexdigest().encode(), ts))
+        return ts + b"\n" + hmac.new(secret, msg, hashlib.sha256).hexdigest().encode() + b"\n\n" + body
+
+    for name, data in {
+            "keys_file": b"# comment\n\nalice  aaaaaaaaaaaaaaaaaaaa  embed,rerank rps=2 tpm=600 # note\r\n"
+                         b"ops sha256:42492da06234ad0ac76f5d5debdb6d1ae027cffbe746a1c13b89bb8bc0139137 *\n",
+            "keys_bad": b"alice short embed\nbob bbbbbbbbbbbbbbbbbbbbbbbb embed,nope\n",
+            "bearer": b"Bearer " + key,
+            "bearer_padded": b"  bearer \t tok.en~+/==  ",
+            "bearer_key_line": b"\n\nBearer " + key + b"\n{\"input\":\"hi\"}",
+            "signed_odd_len": signed(b"/v1/embeddings", b'{"input":"hi"}'),  # size odd -> /v1/embeddings
+            "signed_even_len": signed(b"/info", b'{"input":"hi!"}'),
+            "stale": b"1600000000\n" + b"ab" * 32 + b"\n\n{}",
+            "bad_hex": b"1700000000\n" + b"zz" * 32 + b"\n\n{}",
+            "only_ts": b"1700000000\n\n\n",
+            "deep_json": b"[" * 20 + b"]" * 20}.items():
+        write(T, name, data)
+
+
 if __name__ == "__main__":
+    shutil.rmtree(os.path.join(OUT, "fuzz_auth"), ignore_errors=True)
+    auth_seeds()
+    if sys.argv[1:] == ["--auth-only"]:
+        sys.exit(0)
     for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line",
               "fuzz_tokenizer_ugm", "fuzz_safetensors", "fuzz_hf_tokenizer"):
         shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)

@@ -11,7 +11,7 @@
 #include "server/server.h"
 #include "util/download.h"
 
-typedef enum { T_STR, T_INT, T_SIZE, T_SECONDS, T_MS, T_BOOL, T_POOL } opt_type;
+typedef enum { T_STR, T_INT, T_SIZE, T_SECONDS, T_MS, T_BOOL, T_POOL, T_NUM } opt_type;
 
 typedef struct {
     const char *flag, *env, *help;
@@ -39,6 +39,7 @@ static int set_value(const opt_def *d, const char *v, char *err, size_t errlen) 
         return 0;
     }
     case T_SECONDS:
+    case T_NUM:
     case T_MS: {
         double x = strtod(v, &end);
         if (errno || end == v || *end || !(x >= 0) || x > 1e7) break;
@@ -72,7 +73,9 @@ static void serve_usage(FILE *f, const opt_def *defs, size_t n) {
             "HTTP API: POST /v1/embeddings (OpenAI), /embed (TEI, and {batch_id, chunks}), /tokenize,\n"
             "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics.\n"
             "Without --model: $EMBD_MODEL, else the pinned default model (downloaded once into the cache,\n"
-            "see `embd pull`). SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n\n");
+            "see `embd pull`). SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n"
+            "Auth (README \"Security\"): --api-keys-file and/or --hmac-secret-file, or --insecure; SIGHUP\n"
+            "reloads the keys file.\n\n");
     for (size_t i = 0; i < n; i++) fprintf(f, "  --%-22s %-28s %s\n", defs[i].flag, defs[i].env, defs[i].help);
 }
 
@@ -112,6 +115,32 @@ int cmd_serve(int argc, char **argv) {
         {"no-truncate", "EMBD_NO_TRUNCATE", "over-long inputs are errors unless a request says truncate", T_BOOL,
          &no_truncate},
         {"log-requests", "EMBD_LOG_REQUESTS", "one stderr line per request", T_BOOL, &o.log_requests},
+        {"api-keys-file", "EMBD_API_KEYS_FILE", "bearer keys: NAME KEY SCOPES [rps=N] [tpm=N] per line", T_STR,
+         &o.auth.api_keys_file},
+        {"hmac-secret-file", "EMBD_HMAC_SECRET_FILE", "secret for X-Embd-Signature request signing", T_STR,
+         &o.auth.hmac_secret_file},
+        {"hmac-window", "EMBD_HMAC_WINDOW", "seconds a signed request's timestamp may be off (default 300)",
+         T_SECONDS, &o.auth.hmac_window},
+        {"replay-cache-max", "EMBD_REPLAY_CACHE_MAX", "signatures remembered, then 503 (default 100000)", T_SIZE,
+         &o.auth.replay_cache_max},
+        {"insecure", "EMBD_INSECURE", "serve without authentication (refused otherwise)", T_BOOL, &o.auth.insecure},
+        {"public-health", "EMBD_PUBLIC_HEALTH", "GET /health without credentials", T_BOOL, &o.auth.public_health},
+        {"public-metrics", "EMBD_PUBLIC_METRICS", "GET /metrics without credentials", T_BOOL,
+         &o.auth.public_metrics},
+        {"rate-limit-rps", "EMBD_RATE_LIMIT_RPS", "requests/s per key, else 429 (default 0: unlimited)", T_NUM,
+         &o.rate_rps},
+        {"rate-limit-tpm", "EMBD_RATE_LIMIT_TPM", "input tokens/min per key, else 429 (default 0: unlimited)", T_NUM,
+         &o.rate_tpm},
+        {"max-connections", "EMBD_MAX_CONNECTIONS", "open connections (default 1024; 0: no limit)", T_INT,
+         &o.max_connections},
+        {"max-connections-per-ip", "EMBD_MAX_CONNECTIONS_PER_IP", "connections per client IP (default 0: no limit)",
+         T_INT, &o.max_connections_per_ip},
+        {"connection-timeout", "EMBD_CONNECTION_TIMEOUT", "seconds idle or to send a request's headers (default 30)",
+         T_SECONDS, &o.connection_timeout},
+        {"max-header-bytes", "EMBD_MAX_HEADER_BYTES", "request line + headers, else 431 (default 32768)", T_SIZE,
+         &o.max_header_bytes},
+        {"max-json-depth", "EMBD_MAX_JSON_DEPTH", "nesting of a request body, else 400 (default 32)", T_INT,
+         &o.max_json_depth},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];
@@ -162,6 +191,13 @@ int cmd_serve(int argc, char **argv) {
         o.port = (int)p;
     }
     o.truncate = !no_truncate;
+    /* Before a default model is downloaded: a server that would refuse to start says so now. */
+    embd_auth *auth = embd_auth_new(&o.auth, err, sizeof err);
+    if (!auth) {
+        fprintf(stderr, "embd serve: %s\n", err);
+        return EMBD_EXIT_UNUSABLE;
+    }
+    embd_auth_free(auth);
     char path[4096];
     if (!o.model_path) {
         if (embd_default_model(path, sizeof path, err, sizeof err)) {

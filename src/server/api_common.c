@@ -91,7 +91,8 @@ json_t *embd_api_parse_body(char *body, size_t len, bool *had_bad_utf8, embd_api
     char *clean = replace_bad_utf8(body, len, &clean_len);
     if (clean) *had_bad_utf8 = true;
     json_error_t je;
-    json_t *root = json_loadb(clean ? clean : body, clean_len, JSON_ALLOW_NUL, &je);
+    /* Duplicate keys are refused: two parsers (a proxy's, ours) must not read different requests. */
+    json_t *root = json_loadb(clean ? clean : body, clean_len, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     free(clean);
     if (!root) {
         if (len == 0)

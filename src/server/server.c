@@ -11,11 +11,15 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "engine/embed.h"
 #include "server/api.h"
+#include "server/guard.h"
+#include "server/json_depth.h"
 #include "server/metrics.h"
+#include "server/ratelimit.h"
 #include "util/sys.h"
 
 enum { ST_LOADING, ST_READY, ST_DRAINING };
@@ -27,6 +31,9 @@ typedef struct {
     embd_encoder *enc;
     embd_sched *sched;
     embd_metrics *metrics;
+    embd_auth *auth;
+    embd_ratelimit *rl;
+    embd_guard *guard;
     embd_api_limits lim;
     char model_name[256];
     _Atomic int state;
@@ -65,6 +72,8 @@ typedef struct {
     bool have_rr;
     embd_job *job;
     size_t *map; /* job item -> request item */
+    embd_principal who;
+    bool sig_pending; /* a signed request: its HMAC is checked once the body is complete */
 } req;
 
 static route route_of(const char *url) {
@@ -107,6 +116,86 @@ static enum MHD_Result fail(req *q, int status, const char *type, const char *fm
     embd_api_error e;
     embd_api_fail(&e, status, type, -1, fmt, arg);
     return send_error(q, &e, NULL);
+}
+
+/* ---- who is calling (server/auth.c, server/ratelimit.c) ---------------------------------- */
+
+static embd_auth_req auth_req(req *q, const char *url, const char *method) {
+    struct MHD_Connection *c = q->conn;
+    return (embd_auth_req){
+        .method = method,
+        .path = url,
+        .authorization = MHD_lookup_connection_value(c, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        .timestamp = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Embd-Timestamp"),
+        .signature = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "X-Embd-Signature"),
+    };
+}
+
+static enum MHD_Result auth_fail(req *q, const embd_api_error *e) {
+    const char *h401[] = {MHD_HTTP_HEADER_WWW_AUTHENTICATE, "Bearer realm=\"embd\"", NULL};
+    const char *h503[] = {MHD_HTTP_HEADER_RETRY_AFTER, "1", NULL};
+    return send_error(q, e, e->status == 401 ? h401 : e->status == 503 ? h503 : NULL);
+}
+
+static enum MHD_Result too_many(req *q, double wait, const char *what, double limit, const char *unit) {
+    char ra[32], lim[64];
+    snprintf(ra, sizeof ra, "%.0f", wait < 1 ? 1 : wait + 0.5);
+    snprintf(lim, sizeof lim, "%s (%g %s)", what, limit, unit);
+    const char *hdr[] = {MHD_HTTP_HEADER_RETRY_AFTER, ra, NULL};
+    embd_api_error e;
+    embd_api_fail(&e, 429, "rate_limited", -1, "rate limit of %s for this key reached; retry in %s s", lim, ra);
+    return send_error(q, &e, hdr);
+}
+
+static double caller_rps(const req *q) { return q->who.rps >= 0 ? q->who.rps : q->s->o.rate_rps; }
+
+/* From the headers alone, so that a refused upload is never read. MHD_YES/NO once answered. */
+static int check_caller(req *q, const char *url, const char *method, enum MHD_Result *answered) {
+    embd_auth_req ar = auth_req(q, url, method);
+    embd_api_error e;
+    int rc = embd_auth_check_headers(q->s->auth, &ar, (int64_t)time(NULL), &q->who, &e);
+    if (rc == EMBD_AUTH_FAIL) return *answered = auth_fail(q, &e), -1;
+    q->sig_pending = rc == EMBD_AUTH_NEED_BODY;
+    if (q->sig_pending) return 0; /* charged once the signature holds: a forger must not drain it */
+    double wait = embd_ratelimit_request(q->s->rl, q->who.name, caller_rps(q), embd_now());
+    if (wait > 0) return *answered = too_many(q, wait, "requests", caller_rps(q), "per second"), -1;
+    return 0;
+}
+
+static int check_signed(req *q, const char *url, const char *method, enum MHD_Result *answered) {
+    embd_auth_req ar = auth_req(q, url, method);
+    embd_api_error e;
+    q->sig_pending = false;
+    if (embd_auth_check_body(q->s->auth, &ar, q->body, q->len, (int64_t)time(NULL), &q->who, &e))
+        return *answered = auth_fail(q, &e), -1;
+    double wait = embd_ratelimit_request(q->s->rl, q->who.name, caller_rps(q), embd_now());
+    if (wait > 0) return *answered = too_many(q, wait, "requests", caller_rps(q), "per second"), -1;
+    return 0;
+}
+
+/* Input tokens are known only after tokenization: the caller's tokens/min bucket is charged then.
+ * 0, or the seconds to wait. */
+static double charge_tokens(req *q, int32_t *const *ids, const int *lens, size_t n, double *tpm) {
+    *tpm = q->who.tpm >= 0 ? q->who.tpm : q->s->o.rate_tpm;
+    if (*tpm <= 0) return 0;
+    double toks = 0;
+    for (size_t i = 0; i < n; i++) toks += ids[i] ? lens[i] : 0;
+    return embd_ratelimit_tokens(q->s->rl, q->who.name, *tpm, toks, embd_now());
+}
+
+static void *socket_ctx(struct MHD_Connection *c) {
+    const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+    return ci ? ci->socket_context : NULL;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_ConnectionNotificationCode code) {
+    server *s = cls;
+    if (code == MHD_CONNECTION_NOTIFY_STARTED) {
+        const union MHD_ConnectionInfo *ci = MHD_get_connection_info(c, MHD_CONNECTION_INFO_CONNECTION_FD);
+        embd_guard_opened(s->guard, ci ? ci->connect_fd : -1, ctx, embd_now());
+    } else {
+        embd_guard_closed(s->guard, ctx);
+    }
 }
 
 /* ---- the scheduler side of a request ----------------------------------------------------- */
@@ -220,6 +309,8 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
         return send_json(q, 503, NULL);
     }
     long runnable = embd_api_embed_tokenize(&q->er, s->model->tok, s->lim.n_ctx, bad_utf8, ids, lens, &e);
+    double tpm = 0, wait = runnable >= 0 ? charge_tokens(q, ids, lens, n, &tpm) : 0;
+    if (wait > 0) runnable = -1;
     if (runnable >= 0) {
         double deadline = s->o.request_timeout > 0 ? q->t0 + s->o.request_timeout : 0;
         q->job = embd_job_new((size_t)runnable, s->model->info.n_embd, deadline, job_done, client_alive, q);
@@ -236,6 +327,7 @@ static enum MHD_Result handle_embed(req *q, json_t *root, bool bad_utf8) {
         }
     }
     free(ids), free(lens);
+    if (wait > 0) return too_many(q, wait, "input tokens", tpm, "per minute");
     if (runnable < 0) return send_error(q, &e, NULL);
     return submit_job(q);
 }
@@ -292,6 +384,8 @@ static enum MHD_Result handle_rerank(req *q, json_t *root, bool bad_utf8) {
         return send_json(q, 503, NULL);
     }
     int rc = embd_api_rerank_tokenize(&q->rr, s->model, s->lim.n_ctx, ids, lens, first, &e);
+    double tpm = 0, wait = rc ? 0 : charge_tokens(q, ids, lens, n, &tpm);
+    if (wait > 0) rc = -1;
     if (!rc) {
         double deadline = s->o.request_timeout > 0 ? q->t0 + s->o.request_timeout : 0;
         q->job = embd_job_new(n, s->model->info.n_labels, deadline, job_done, client_alive, q);
@@ -302,6 +396,7 @@ static enum MHD_Result handle_rerank(req *q, json_t *root, bool bad_utf8) {
         else free(ids[i]);
     }
     free(ids), free(lens), free(first);
+    if (wait > 0) return too_many(q, wait, "input tokens", tpm, "per minute");
     if (rc) return send_error(q, &e, NULL);
     return submit_job(q);
 }
@@ -331,6 +426,21 @@ static enum MHD_Result handle_info(req *q) {
         json_object_set_new(j, "prompts", embd_api_prompts_json(s->model));
         json_object_set_new(j, "default_prompt_name",
                             s->model->default_prompt ? json_string(s->model->default_prompt) : json_null());
+    }
+    json_t *sec = embd_auth_info(s->auth);
+    if (j && sec) {
+        json_object_set_new(j, "auth", json_string(embd_auth_mode(s->auth)));
+        json_object_set_new(sec, "rate_limit_rps", json_real(s->o.rate_rps));
+        json_object_set_new(sec, "rate_limit_tpm", json_real(s->o.rate_tpm));
+        json_object_set_new(sec, "max_connections", json_integer(s->o.max_connections));
+        json_object_set_new(sec, "max_connections_per_ip", json_integer(s->o.max_connections_per_ip));
+        json_object_set_new(sec, "connection_timeout_s", json_real(s->o.connection_timeout));
+        json_object_set_new(sec, "max_header_bytes", json_integer((json_int_t)s->o.max_header_bytes));
+        json_object_set_new(sec, "max_json_depth", json_integer(s->o.max_json_depth));
+        json_object_set_new(sec, "max_payload_bytes", json_integer((json_int_t)s->o.max_payload_bytes));
+        json_object_set_new(j, "security", sec);
+    } else {
+        json_decref(sec);
     }
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
@@ -388,6 +498,11 @@ static enum MHD_Result dispatch(req *q) {
         return fail(q, 400, "not_an_embedding_model",
                     "model '%s' is a cross-encoder: it scores (query, document) pairs on /rerank and /v1/rerank",
                     s->model_name);
+    if (s->o.max_json_depth > 0 && embd_json_too_deep(q->body, q->len, s->o.max_json_depth)) {
+        char d[16];
+        snprintf(d, sizeof d, "%d", s->o.max_json_depth);
+        return fail(q, 400, "too_deep", "the JSON nests deeper than %s levels", d);
+    }
     embd_api_error e;
     bool bad_utf8 = false;
     json_t *root = embd_api_parse_body(q->body ? q->body : "", q->len, &bad_utf8, &e);
@@ -395,6 +510,17 @@ static enum MHD_Result dispatch(req *q) {
     if (q->r == R_TOKENIZE) return handle_tokenize(q, root, bad_utf8);
     if (rerank) return handle_rerank(q, root, bad_utf8);
     return handle_embed(q, root, bad_utf8);
+}
+
+/* 404 and 405; true when answered. */
+static bool wrong_route(req *q, const char *url, const char *method, enum MHD_Result *answered) {
+    if (q->r == R_OTHER) return *answered = fail(q, 404, "not_found", "no route %s", url), true;
+    if (!strcmp(method, ROUTES[q->r].method)) return false;
+    const char *hdr[] = {MHD_HTTP_HEADER_ALLOW, ROUTES[q->r].method, NULL};
+    embd_api_error e;
+    embd_api_fail(&e, 405, "method_not_allowed", -1, "%s needs %s", ROUTES[q->r].path, ROUTES[q->r].method);
+    *answered = send_error(q, &e, hdr);
+    return true;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url, const char *method,
@@ -415,13 +541,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         if (ci) q->fd = ci->connect_fd;
         *con_cls = q;
         atomic_fetch_add(&s->active, 1);
-        if (q->r == R_OTHER) return fail(q, 404, "not_found", "no route %s", url);
-        if (strcmp(method, ROUTES[q->r].method)) {
-            const char *hdr[] = {MHD_HTTP_HEADER_ALLOW, ROUTES[q->r].method, NULL};
-            embd_api_error e;
-            embd_api_fail(&e, 405, "method_not_allowed", -1, "%s needs %s", ROUTES[q->r].path, ROUTES[q->r].method);
-            return send_error(q, &e, hdr);
-        }
+        embd_guard_headers_done(s->guard, socket_ctx(conn), q->t0);
+        enum MHD_Result answered;
+        if (check_caller(q, url, method, &answered)) return answered;
+        /* A signed request learns about routes only once its signature holds. */
+        if (!q->sig_pending && wrong_route(q, url, method, &answered)) return answered;
         const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
         if (cl && strtoull(cl, NULL, 10) > s->o.max_payload_bytes) {
             q->too_big = true; /* answered at once: no point reading a body we will refuse */
@@ -450,16 +574,21 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (q->job) return respond_job(q); /* resumed: the scheduler is done with it */
-    if (q->status) return MHD_YES;     /* answered early (404, 405, 413) */
+    embd_guard_body_done(s->guard, socket_ctx(conn));
+    if (q->status) return MHD_YES;     /* answered early (401, 403, 404, 405, 413, 429) */
+    enum MHD_Result answered;
+    if (q->sig_pending && !q->too_big &&
+        (check_signed(q, url, method, &answered) || wrong_route(q, url, method, &answered)))
+        return answered;
     return dispatch(q);
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls, enum MHD_RequestTerminationCode toe) {
-    (void)conn;
     server *s = cls;
     req *q = *con_cls;
     if (!q) return;
     *con_cls = NULL;
+    embd_guard_request_done(s->guard, socket_ctx(conn), embd_now());
     if (q->job) {
         embd_sched_cancel(s->sched, q->job); /* a client that left: its queued items go */
         embd_job_release(s->sched, q->job);
@@ -494,6 +623,12 @@ void embd_server_opts_default(embd_server_opts *o) {
     o->request_timeout = 60;
     o->shutdown_grace = 30;
     o->truncate = true;
+    o->auth.hmac_window = 300;
+    o->auth.replay_cache_max = 100000;
+    o->max_connections = 1024;
+    o->connection_timeout = 30;
+    o->max_header_bytes = 32768;
+    o->max_json_depth = 32;
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, char *err, size_t errlen) {
@@ -525,12 +660,35 @@ int embd_server_run(const embd_server_opts *opts) {
     if (!s->o.model_name && nl > 5 && !strcmp(s->model_name + nl - 5, ".gguf")) s->model_name[nl - 5] = 0;
     s->metrics = embd_metrics_new();
     atomic_store(&s->state, ST_LOADING);
+    if (!(s->auth = embd_auth_new(&s->o.auth, err, sizeof err))) {
+        fprintf(stderr, "embd: %s\n", err);
+        embd_metrics_free(s->metrics);
+        free(s);
+        return 2;
+    }
+    if (s->o.max_header_bytes < 4096) {
+        fprintf(stderr, "embd: --max-header-bytes must be at least 4096\n");
+        goto out;
+    }
+    if (s->o.max_connections > 0 && s->o.max_connections < s->o.http_threads) {
+        fprintf(stderr, "embd: --max-connections must be at least --http-threads (%d)\n", s->o.http_threads);
+        goto out;
+    }
+    s->rl = embd_ratelimit_new();
+    s->guard = embd_guard_new(s->o.connection_timeout, s->o.request_timeout);
+    if (!s->rl || !s->guard) goto out;
+    if (!embd_auth_enabled(s->auth))
+        fprintf(stderr, "embd: WARNING: authentication is off (--insecure): every endpoint is open to anyone who "
+                        "can reach %s:%d\n", s->o.host, s->o.port);
+    else if (s->o.auth.insecure)
+        fprintf(stderr, "embd: --insecure ignored: authentication is configured (%s)\n", embd_auth_mode(s->auth));
 
     /* Signals go to sigwait below, not to whichever thread happens to run. */
     sigset_t sigs;
     sigemptyset(&sigs);
     sigaddset(&sigs, SIGINT);
     sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &sigs, NULL);
     signal(SIGPIPE, SIG_IGN);
 
@@ -542,10 +700,20 @@ int embd_server_run(const embd_server_opts *opts) {
     unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME;
     if (ss.ss_family == AF_INET6) flags |= MHD_USE_IPv6;
     if (getenv("EMBD_DEBUG")) flags |= MHD_USE_ERROR_LOG;
+    /* The idle timeout backs the guard's sweep up (it also covers connections it could not track). */
+    unsigned idle = s->o.connection_timeout > 0 ? (unsigned)(s->o.connection_timeout + 0.999) : 0;
+    struct MHD_OptionItem limits[] = {
+        {MHD_OPTION_CONNECTION_TIMEOUT, idle, NULL},
+        {MHD_OPTION_CONNECTION_MEMORY_LIMIT, (intptr_t)s->o.max_header_bytes, NULL},
+        {MHD_OPTION_PER_IP_CONNECTION_LIMIT, s->o.max_connections_per_ip, NULL},
+        {MHD_OPTION_STRICT_FOR_CLIENT, 1, NULL}, /* e.g. HTTP/1.1 without Host: 400 */
+        {s->o.max_connections > 0 ? MHD_OPTION_CONNECTION_LIMIT : MHD_OPTION_END, s->o.max_connections, NULL},
+        {MHD_OPTION_END, 0, NULL},
+    };
     s->d = MHD_start_daemon(flags, 0, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
                             MHD_OPTION_THREAD_POOL_SIZE, (unsigned)(s->o.http_threads > 0 ? s->o.http_threads : 1),
-                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_END);
+                            MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_NOTIFY_CONNECTION, on_connection,
+                            s, MHD_OPTION_ARRAY, limits, MHD_OPTION_END);
     if (!s->d) {
         fprintf(stderr, "embd: cannot listen on %s:%d (address in use or not available)\n", s->o.host, s->o.port);
         goto out;
@@ -575,8 +743,20 @@ int embd_server_run(const embd_server_opts *opts) {
             s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, embd_encoder_threads(s->enc),
             s->o.host, port);
 
+    /* Wakes twice a second to cut connections past their deadline; SIGHUP reloads the keys. */
     int sig = 0;
-    sigwait(&sigs, &sig);
+    for (;;) {
+        struct timespec tick = {0, 500 * 1000 * 1000};
+        sig = sigtimedwait(&sigs, NULL, &tick);
+        if (sig == SIGINT || sig == SIGTERM) break;
+        if (sig == SIGHUP) {
+            if (embd_auth_reload(s->auth, err, sizeof err))
+                fprintf(stderr, "embd: SIGHUP: keys not reloaded, the old ones stay: %s\n", err);
+            else
+                fprintf(stderr, "embd: SIGHUP: keys reloaded\n");
+        }
+        embd_guard_sweep(s->guard, embd_now());
+    }
     atomic_store(&s->state, ST_DRAINING);
     fprintf(stderr, "embd: %s: draining (grace %.0f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", s->o.shutdown_grace);
     /* No new connections; keep-alive ones get 503 + close. The listening socket stays open until
@@ -600,6 +780,9 @@ out:
     embd_encoder_free(s->enc);
     embd_model_free(s->model);
     embd_metrics_free(s->metrics);
+    embd_guard_free(s->guard);
+    embd_ratelimit_free(s->rl);
+    embd_auth_free(s->auth);
     free(s);
     return exit_code;
 }

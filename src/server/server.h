@@ -6,6 +6,7 @@
 #include <stddef.h>
 
 #include "scheduler/sched.h"
+#include "server/auth.h"
 
 typedef struct {
     const char *model_path;
@@ -23,12 +24,20 @@ typedef struct {
     double shutdown_grace;      /* seconds in-flight requests get after SIGTERM/SIGINT */
     bool truncate;              /* default for requests that do not say */
     bool log_requests;          /* one stderr line per request */
+    /* security (README "Security"): who may call, and what one caller or connection may cost */
+    embd_auth_opts auth;
+    double rate_rps, rate_tpm;  /* per caller: requests/s, input tokens/min; 0: unlimited */
+    int max_connections, max_connections_per_ip; /* 0: unlimited */
+    double connection_timeout;  /* idle, and for a request's headers; bodies get request_timeout */
+    size_t max_header_bytes;    /* per-connection memory for headers and read buffer */
+    int max_json_depth;         /* nesting of [ and {; 0: jansson's own 2048 */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
 
 /* Loads the model, serves until SIGTERM/SIGINT, drains, returns a process exit status
- * (0 after a clean shutdown, 2 when the model or the address cannot be used). */
+ * (0 after a clean shutdown, 2 when the model, the address or the auth setup cannot be used).
+ * SIGHUP reloads the API keys file. */
 int embd_server_run(const embd_server_opts *o);
 
 #endif

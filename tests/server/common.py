@@ -154,10 +154,15 @@ def parse_raw_response(raw):
 
 
 class Server:
-    """`embd serve` on 127.0.0.1, any free port. stderr is collected by a reader thread."""
+    """`embd serve` on 127.0.0.1, any free port. stderr is collected by a reader thread.
+    insecure: pass --insecure (the server refuses to start without auth otherwise); tests of auth
+    itself pass insecure=False and their own --api-keys-file / --hmac-secret-file. headers: sent
+    with every request made through get/post and the readiness probe (e.g. a bearer key)."""
 
-    def __init__(self, *args, env=None, model=MODEL, threads=2, wait=True):
-        self.args = ["serve", "--model", model, "--host", "127.0.0.1", "--port", "0", "--threads", str(threads), *args]
+    def __init__(self, *args, env=None, model=MODEL, threads=2, wait=True, insecure=True, headers=None):
+        self.args = ["serve", "--model", model, "--host", "127.0.0.1", "--port", "0", "--threads", str(threads),
+                     *(["--insecure"] if insecure else []), *args]
+        self.headers = dict(headers or {})
         e = dict(os.environ)
         for k in list(e):
             if k.startswith("EMBD_") and k not in ("EMBD_BIN", "EMBD_SOURCE_DIR", "EMBD_SHARED_DIR", "EMBD_TEST_TMP"):
@@ -235,16 +240,18 @@ class Server:
                 rc = self.proc.poll()
                 self.kill()
                 raise AssertionError(f"server not ready (rc={rc}) after {timeout} s:\n{self.stderr}")
-        r = request(self.port, "GET", "/health")
+        r = request(self.port, "GET", "/health", headers=self.headers)
         if r.status != 200 or r.json() != {"status": "ok"}:
             self.kill()
             raise AssertionError(f"/health after ready: {r}")
         return self.port
 
     def get(self, path, **kw):
+        kw["headers"] = {**self.headers, **(kw.get("headers") or {})}
         return request(self.port, "GET", path, **kw)
 
     def post(self, path, body=None, **kw):
+        kw["headers"] = {**self.headers, **(kw.get("headers") or {})}
         return request(self.port, "POST", path, body, **kw)
 
     def send_signal(self, sig=_signal.SIGTERM):

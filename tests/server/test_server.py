@@ -893,7 +893,8 @@ class T07StartupErrors(unittest.TestCase):
     def run_embd(self, *args, env=None):
         e = {k: v for k, v in os.environ.items() if not k.startswith("EMBD_") or k in ("EMBD_BIN",)}
         e.update(env or {})
-        p = subprocess.run([BIN, "serve", *args], capture_output=True, timeout=120, env=e, stdin=subprocess.DEVNULL)
+        p = subprocess.run([BIN, "serve", "--insecure", *args], capture_output=True, timeout=120, env=e,
+                           stdin=subprocess.DEVNULL)
         err = p.stderr.decode("utf-8", "replace")
         bad = [m for m in SANITIZER_MARKERS if m in err]
         self.assertEqual(bad, [], err)
