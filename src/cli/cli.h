@@ -14,5 +14,7 @@ int cmd_embed(int argc, char **argv);
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
+int cmd_jobs(int argc, char **argv);
 
 #endif
