@@ -70,7 +70,8 @@ static void serve_usage(FILE *f, const opt_def *defs, size_t n) {
     fprintf(f,
             "usage: embd serve [--model M.gguf] [options]\n\n"
             "HTTP API: POST /v1/embeddings (OpenAI), /embed (TEI, and {batch_id, chunks}), /tokenize,\n"
-            "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics.\n"
+            "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics;\n"
+            "with --spool: bulk jobs at /v1/jobs (POST, GET, GET /{id}, /{id}/results, DELETE /{id}).\n"
             "Without --model: $EMBD_MODEL, else the pinned default model (downloaded once into the cache,\n"
             "see `embd pull`). SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n\n");
     for (size_t i = 0; i < n; i++) fprintf(f, "  --%-22s %-28s %s\n", defs[i].flag, defs[i].env, defs[i].help);
@@ -112,6 +113,9 @@ int cmd_serve(int argc, char **argv) {
         {"no-truncate", "EMBD_NO_TRUNCATE", "over-long inputs are errors unless a request says truncate", T_BOOL,
          &no_truncate},
         {"log-requests", "EMBD_LOG_REQUESTS", "one stderr line per request", T_BOOL, &o.log_requests},
+        {"spool", "EMBD_SPOOL", "spool directory: run bulk jobs, serve /v1/jobs (see embd jobs)", T_STR, &o.spool_dir},
+        {"jobs-stale-timeout", "EMBD_JOBS_STALE_TIMEOUT", "seconds before a dead worker's job is taken over (30)",
+         T_SECONDS, &o.jobs_stale_timeout},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];

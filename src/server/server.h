@@ -23,6 +23,8 @@ typedef struct {
     double shutdown_grace;      /* seconds in-flight requests get after SIGTERM/SIGINT */
     bool truncate;              /* default for requests that do not say */
     bool log_requests;          /* one stderr line per request */
+    const char *spool_dir;      /* bulk jobs (/v1/jobs and a runner thread); NULL: off */
+    double jobs_stale_timeout;  /* seconds before a dead process's job is taken over; 0: 30 */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
