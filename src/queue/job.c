@@ -109,12 +109,7 @@ static void *beat_main(void *arg) {
 
 /* ---- output buffers -------------------------------------------------------------------------- */
 
-typedef struct {
-    char *p;
-    size_t n, cap;
-} buf;
-
-static int buf_add(buf *b, const char *s, size_t n) {
+static int buf_add(embd_buf *b, const char *s, size_t n) {
     if (b->n + n + 1 > b->cap) {
         size_t cap = b->cap ? b->cap : 1 << 16;
         while (cap < b->n + n + 1) cap *= 2;
@@ -128,7 +123,7 @@ static int buf_add(buf *b, const char *s, size_t n) {
     return 0;
 }
 
-static int buf_json_line(buf *b, json_t *j) {
+static int buf_json_line(embd_buf *b, json_t *j) {
     char *s = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(9)) : NULL;
     json_decref(j);
     if (!s) return -1;
@@ -202,6 +197,91 @@ static void parse_item(item *it, char *line, size_t n) {
 
 static json_t *item_id(const item *it) { return it->id ? json_incref(it->id) : json_integer((json_int_t)it->line); }
 
+struct embd_chunker {
+    size_t cap, n;
+    int H;
+    item *items;
+    const char **texts;
+    size_t *lens, *map;
+    embd_item *res;
+    float *vecs;
+};
+
+embd_chunker *embd_chunker_new(size_t max_items, int n_embd) {
+    embd_chunker *k = calloc(1, sizeof *k);
+    if (!k) return NULL;
+    k->cap = max_items ? max_items : 1;
+    k->H = n_embd;
+    k->items = calloc(k->cap, sizeof *k->items);
+    k->texts = calloc(k->cap, sizeof *k->texts);
+    k->lens = calloc(k->cap, sizeof *k->lens);
+    k->map = calloc(k->cap, sizeof *k->map);
+    k->res = calloc(k->cap, sizeof *k->res);
+    k->vecs = malloc(k->cap * (size_t)n_embd * sizeof *k->vecs);
+    if (!k->items || !k->texts || !k->lens || !k->map || !k->res || !k->vecs) {
+        embd_chunker_free(k);
+        return NULL;
+    }
+    return k;
+}
+
+static void chunker_clear(embd_chunker *k) {
+    for (size_t i = 0; i < k->n; i++) {
+        json_decref(k->items[i].id);
+        free(k->items[i].text);
+        memset(&k->items[i], 0, sizeof k->items[i]);
+    }
+    k->n = 0;
+}
+
+void embd_chunker_free(embd_chunker *k) {
+    if (!k) return;
+    if (k->items) chunker_clear(k);
+    free(k->items), free(k->texts), free(k->lens), free(k->map), free(k->res), free(k->vecs), free(k);
+}
+
+size_t embd_chunker_count(const embd_chunker *k) { return k->n; }
+bool embd_chunker_full(const embd_chunker *k) { return k->n >= k->cap; }
+
+void embd_chunker_add(embd_chunker *k, char *line, size_t len, size_t line_no) {
+    if (k->n >= k->cap) return;
+    item *it = &k->items[k->n++];
+    it->line = line_no;
+    parse_item(it, line, len);
+}
+
+int embd_chunker_run(embd_chunker *k, const embd_runner *r, const embd_jobopts *o, embd_buf *res, embd_buf *errs,
+                     size_t *tokens, size_t *errors, char *err, size_t errlen) {
+    const int H = k->H;
+    size_t m = 0;
+    for (size_t i = 0; i < k->n; i++)
+        if (!k->items[i].error[0]) k->texts[m] = k->items[i].text, k->lens[m] = k->items[i].len, k->map[m++] = i;
+    if (m && r->embed(r->ud, k->texts, k->lens, m, o, k->vecs, k->res, err, errlen)) {
+        chunker_clear(k);
+        return -1;
+    }
+    int brc = 0;
+    for (size_t j = 0, i = 0; i < k->n; i++) {
+        item *it = &k->items[i];
+        const embd_item *er = !it->error[0] ? &k->res[j] : NULL;
+        const float *v = !it->error[0] ? k->vecs + j * (size_t)H : NULL;
+        if (!it->error[0]) j++;
+        if (er && er->status == EMBD_ITEM_OK) {
+            json_t *e = json_array();
+            for (int d = 0; d < H && e; d++) json_array_append_new(e, json_real(v[d]));
+            *tokens += (size_t)er->n_tokens;
+            brc |= buf_json_line(res, json_pack("{s:o, s:o*, s:i, s:b}", "id", item_id(it), "embedding", e, "tokens",
+                                                er->n_tokens, "truncated", er->truncated));
+        } else {
+            (*errors)++;
+            brc |= buf_json_line(errs, json_pack("{s:o, s:I, s:s}", "id", item_id(it), "line", (json_int_t)it->line,
+                                                 "error", er ? er->message : it->error));
+        }
+    }
+    chunker_clear(k);
+    return brc ? embd_fail(err, errlen, "out of memory while writing results") : 0;
+}
+
 /* ---- npy export ------------------------------------------------------------------------------ */
 
 /* results/<id>.npy: the vectors of the jsonl, float32, streamed row by row. */
@@ -268,18 +348,14 @@ embd_run_outcome embd_job_run(embd_spool *sp, embd_claim *c, const embd_runner *
     FILE *in = NULL;
     char *line = NULL;
     size_t line_cap = 0;
-    item *items = calloc(CH, sizeof *items);
-    const char **texts = calloc(CH, sizeof *texts);
-    size_t *lens = calloc(CH, sizeof *lens), *map = calloc(CH, sizeof *map);
-    embd_item *res = calloc(CH, sizeof *res);
-    float *vecs = malloc(CH * (size_t)H * sizeof *vecs);
-    buf rbuf = {0}, ebuf = {0};
+    embd_chunker *ch = embd_chunker_new(CH, H);
+    embd_buf rbuf = {0}, ebuf = {0};
     beat b = {.sp = sp, .c = c, .mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
     pthread_t bt;
     bool beating = pthread_create(&bt, NULL, beat_main, &b) == 0;
     err[0] = 0;
 
-    if (!items || !texts || !lens || !map || !res || !vecs) {
+    if (!ch) {
         embd_fail(err, errlen, "out of memory");
         goto end;
     }
@@ -309,15 +385,14 @@ embd_run_outcome embd_job_run(embd_spool *sp, embd_claim *c, const embd_runner *
         size_t n = 0, lines = 0;
         long long off = k.input_offset;
         ssize_t got = 0;
-        while (n < CH && (got = getline(&line, &line_cap, in)) > 0) {
+        while (!embd_chunker_full(ch) && (got = getline(&line, &line_cap, in)) > 0) {
             off += got;
             size_t len = (size_t)got, no = k.lines + lines++;
             while (len && (line[len - 1] == '\n' || line[len - 1] == '\r')) len--;
             size_t s = 0;
             while (s < len && (line[s] == ' ' || line[s] == '\t')) s++;
             if (s == len) continue;
-            items[n].line = no;
-            parse_item(&items[n], line, len);
+            embd_chunker_add(ch, line, len, no);
             n++;
         }
         if (got < 0 && ferror(in)) {
@@ -325,40 +400,10 @@ embd_run_outcome embd_job_run(embd_spool *sp, embd_claim *c, const embd_runner *
             break;
         }
         if (n == 0 && lines == 0) { out = EMBD_RUN_DONE; break; }
-        size_t m = 0;
-        for (size_t i = 0; i < n; i++)
-            if (!items[i].error[0]) texts[m] = items[i].text, lens[m] = items[i].len, map[m++] = i;
-        int erc = m ? r->embed(r->ud, texts, lens, m, &c->opts, vecs, res, err, errlen) : 0;
-        if (erc) {
-            for (size_t i = 0; i < n; i++) json_decref(items[i].id), free(items[i].text);
-            memset(items, 0, CH * sizeof *items);
-            if (r->stop && atomic_load(r->stop)) out = EMBD_RUN_STOPPED;
-            break;
-        }
         rbuf.n = ebuf.n = 0;
         size_t tokens = 0, errors = 0;
-        int brc = 0;
-        for (size_t j = 0, i = 0; i < n; i++) {
-            item *it = &items[i];
-            const embd_item *er = !it->error[0] ? &res[j] : NULL;
-            const float *v = !it->error[0] ? vecs + j * (size_t)H : NULL;
-            if (!it->error[0]) j++;
-            if (er && er->status == EMBD_ITEM_OK) {
-                json_t *e = json_array();
-                for (int d = 0; d < H && e; d++) json_array_append_new(e, json_real(v[d]));
-                tokens += (size_t)er->n_tokens;
-                brc |= buf_json_line(&rbuf, json_pack("{s:o, s:o*, s:i, s:b}", "id", item_id(it), "embedding", e,
-                                                      "tokens", er->n_tokens, "truncated", er->truncated));
-            } else {
-                errors++;
-                brc |= buf_json_line(&ebuf, json_pack("{s:o, s:I, s:s}", "id", item_id(it), "line", (json_int_t)it->line,
-                                                      "error", er ? er->message : it->error));
-            }
-            json_decref(it->id), free(it->text);
-            memset(it, 0, sizeof *it);
-        }
-        if (brc) {
-            embd_fail(err, errlen, "out of memory while writing results");
+        if (embd_chunker_run(ch, r, &c->opts, &rbuf, &ebuf, &tokens, &errors, err, errlen)) {
+            if (r->stop && atomic_load(r->stop)) out = EMBD_RUN_STOPPED;
             break;
         }
         /* Last look before writing: a stalled owner whose claim was recovered must not write. */
@@ -393,8 +438,8 @@ end:
     if (rfd >= 0) close(rfd);
     if (efd >= 0) close(efd);
     if (in) fclose(in);
-    for (size_t i = 0; items && i < CH; i++) json_decref(items[i].id), free(items[i].text);
-    free(line), free(items), free(texts), free(lens), free(map), free(res), free(vecs), free(rbuf.p), free(ebuf.p);
+    embd_chunker_free(ch);
+    free(line), free(rbuf.p), free(ebuf.p);
     if (out == EMBD_RUN_FAILED && !err[0]) embd_fail(err, errlen, "job failed");
     if (out != EMBD_RUN_LOST) {
         if (out != EMBD_RUN_STOPPED) progress_save(sp, c, r, &k, &rb, out == EMBD_RUN_FAILED ? err : NULL);
