@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "queue/redisq.h"
 #include "queue/spool.h"
 #include "util/sys.h"
 
@@ -24,11 +25,13 @@ static void jobs_usage(FILE *f) {
             "                             exit 0 done, 3 failed or cancelled\n"
             "  results ID [--errors]      the results written so far (JSONL; --errors: the item errors)\n"
             "  cancel  ID                 cancel a queued or running job\n\n"
+            "With --redis redis://HOST[:PORT][/DB] instead of --spool: the same on the Redis backend\n"
+            "(submit, status ID, watch, results, cancel; jobs are run by `embd worker --redis`).\n"
             "Exit status: 0 ok, 1 usage, 2 spool or job unusable (unknown id), 3 job failed/cancelled.\n");
 }
 
 typedef struct {
-    const char *spool, *input, *id, *state;
+    const char *spool, *redis, *input, *id, *state;
     embd_jobopts o;
     double deadline_in, interval;
     bool in_place, errors;
@@ -43,7 +46,8 @@ static int parse_args(int argc, char **argv, jobs_args *a) {
         {"deadline", required_argument, 0, 'D'},  {"format", required_argument, 0, 'f'},
         {"in-place", no_argument, 0, 'X'},        {"state", required_argument, 0, 'S'},
         {"interval", required_argument, 0, 'v'},  {"errors", no_argument, 0, 'e'},
-        {"help", no_argument, 0, 'h'},            {0, 0, 0, 0}};
+        {"redis", required_argument, 0, 'R'},     {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
     embd_jobopts_default(&a->o);
     a->input = "-";
     a->interval = 0.5;
@@ -53,6 +57,7 @@ static int parse_args(int argc, char **argv, jobs_args *a) {
         char err[200];
         switch (c) {
         case 's': a->spool = optarg; break;
+        case 'R': a->redis = optarg; break;
         case 'i': a->input = optarg; break;
         case 'I': a->id = optarg; break;
         case 'n': a->o.normalize = false; break;
@@ -93,8 +98,8 @@ static int parse_args(int argc, char **argv, jobs_args *a) {
         fprintf(stderr, "embd jobs: unexpected argument '%s'\n", argv[optind]);
         return -1;
     }
-    if (!a->spool) {
-        fprintf(stderr, "embd jobs: --spool is required\n");
+    if (!a->spool == !a->redis) {
+        fprintf(stderr, "embd jobs: give --spool DIR or --redis URL (one of them)\n");
         return -1;
     }
     return 0;
@@ -174,11 +179,15 @@ static void show(json_t *st, bool tty) {
     }
 }
 
-static int do_watch(embd_spool *sp, jobs_args *a) {
+typedef json_t *(*status_fn)(void *ctx, const char *id);
+static json_t *spool_status(void *ctx, const char *id) { return embd_spool_status(ctx, id); }
+static json_t *redis_status(void *ctx, const char *id) { return embd_redisq_status(ctx, id); }
+
+static int do_watch(status_fn get, void *ctx, jobs_args *a) {
     bool tty = isatty(2);
     char last[256] = "";
     for (;;) {
-        json_t *st = embd_spool_status(sp, a->id);
+        json_t *st = get(ctx, a->id);
         if (!st) {
             fprintf(stderr, "embd jobs: no job '%s'\n", a->id);
             return EMBD_EXIT_UNUSABLE;
@@ -224,6 +233,61 @@ static int do_results(embd_spool *sp, jobs_args *a) {
     return fflush(stdout) ? EMBD_EXIT_UNUSABLE : EMBD_EXIT_OK;
 }
 
+static int jobs_redis(const char *sub, jobs_args *a) {
+    char err[512];
+    embd_redisq *q = embd_redisq_open(a->redis, err, sizeof err);
+    if (!q) {
+        fprintf(stderr, "embd jobs: %s\n", err);
+        return EMBD_EXIT_UNUSABLE;
+    }
+    int rc = EMBD_EXIT_OK;
+    if (!strcmp(sub, "submit")) {
+        char idbuf[33];
+        const char *id = a->id;
+        if (!id) embd_spool_new_id(idbuf), id = idbuf;
+        if (a->deadline_in > 0) {
+            struct timespec ts;
+            clock_gettime(CLOCK_REALTIME, &ts);
+            a->o.deadline = (double)ts.tv_sec + a->deadline_in;
+        }
+        FILE *f = strcmp(a->input, "-") ? fopen(a->input, "rb") : stdin;
+        if (!embd_spool_valid_id(id)) {
+            fprintf(stderr, "embd jobs: invalid job id '%s' (1-64 of A-Z a-z 0-9 _ -)\n", id);
+            rc = EMBD_EXIT_USAGE;
+        } else if (a->o.npy || a->in_place) {
+            fprintf(stderr, "embd jobs: --format npy and --in-place are spool-only\n");
+            rc = EMBD_EXIT_USAGE;
+        } else if (!f) {
+            fprintf(stderr, "embd jobs: cannot open input '%s'\n", a->input);
+            rc = EMBD_EXIT_UNUSABLE;
+        } else if (embd_redisq_submit(q, id, f, &a->o, err, sizeof err)) {
+            fprintf(stderr, "embd jobs: %s\n", err);
+            rc = EMBD_EXIT_UNUSABLE;
+        } else {
+            printf("%s\n", id);
+        }
+        if (f && f != stdin) fclose(f);
+    } else if (!a->id) {
+        fprintf(stderr, "embd jobs %s: a job id is required with --redis\n", sub);
+        rc = EMBD_EXIT_USAGE;
+    } else if (!strcmp(sub, "status") || !strcmp(sub, "list")) {
+        json_t *st = embd_redisq_status(q, a->id);
+        if (!st) fprintf(stderr, "embd jobs: no job '%s'\n", a->id), rc = EMBD_EXIT_UNUSABLE;
+        print_json(st, true);
+        json_decref(st);
+    } else if (!strcmp(sub, "watch")) {
+        rc = do_watch(redis_status, q, a);
+    } else if (!strcmp(sub, "results")) {
+        if (embd_redisq_results(q, a->id, a->errors, stdout)) fprintf(stderr, "embd jobs: no job '%s'\n", a->id), rc = EMBD_EXIT_UNUSABLE;
+    } else {
+        embd_jstate s = embd_redisq_cancel(q, a->id);
+        if (s == EMBD_JS_UNKNOWN) fprintf(stderr, "embd jobs: no job '%s'\n", a->id), rc = EMBD_EXIT_UNUSABLE;
+        else fprintf(stderr, "embd jobs: %s: %s\n", a->id, s == EMBD_JS_QUEUED ? "cancelled" : s == EMBD_JS_RUNNING ? "cancel requested" : embd_jstate_name(s));
+    }
+    embd_redisq_close(q);
+    return rc;
+}
+
 int cmd_jobs(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
         jobs_usage(argc < 2 ? stderr : stdout);
@@ -250,6 +314,7 @@ int cmd_jobs(int argc, char **argv) {
         fprintf(stderr, "embd jobs: --state must be queued, running, done, failed or cancelled\n");
         return EMBD_EXIT_USAGE;
     }
+    if (a.redis) return jobs_redis(sub, &a);
     embd_spool sp;
     char err[512];
     if (embd_spool_open(&sp, a.spool, !strcmp(sub, "submit"), err, sizeof err)) {
@@ -272,7 +337,7 @@ int cmd_jobs(int argc, char **argv) {
         print_json(st, true);
         json_decref(st);
     } else if (!strcmp(sub, "watch")) {
-        rc = do_watch(&sp, &a);
+        rc = do_watch(spool_status, &sp, &a);
     } else if (!strcmp(sub, "results")) {
         rc = do_results(&sp, &a);
     } else {

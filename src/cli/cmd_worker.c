@@ -12,6 +12,7 @@
 #include "cli/cli.h"
 #include "engine/embed.h"
 #include "queue/job.h"
+#include "queue/redisq.h"
 #include "queue/spool.h"
 #include "util/download.h"
 #include "util/sys.h"
@@ -25,11 +26,12 @@ static void on_signal(int sig) {
 
 static void worker_usage(FILE *f) {
     fprintf(f,
-            "usage: embd worker --spool DIR [--model M.gguf] [options]\n\n"
+            "usage: embd worker --spool DIR | --redis redis://HOST:PORT [--model M.gguf] [options]\n\n"
             "Claims jobs from the spool directory (see `embd jobs`) and embeds them, a checkpoint after\n"
             "every chunk. Jobs of workers that died are taken over once their heartbeat is stale.\n"
             "SIGTERM/SIGINT: finish and checkpoint the current chunk, put the job back, exit 0.\n\n"
             "  -s, --spool DIR          spool directory (created if missing)\n"
+            "      --redis URL          or: jobs from Redis Streams, redis://HOST[:PORT][/DB]\n"
             "  -m, --model FILE         GGUF embedding model (default: $EMBD_MODEL, else the pinned default)\n"
             "      --tokenizer FILE     HF tokenizer.json instead of the GGUF vocabulary\n"
             "  -t, --threads N          compute threads (default: all usable cores)\n"
@@ -77,8 +79,9 @@ int cmd_worker(int argc, char **argv) {
         {"batch-tokens", required_argument, 0, 'b'}, {"chunk", required_argument, 0, 'c'},
         {"stale-timeout", required_argument, 0, 'S'}, {"poll", required_argument, 0, 'p'},
         {"exit-when-idle", no_argument, 0, 'x'},     {"max-jobs", required_argument, 0, 'J'},
-        {"help", no_argument, 0, 'h'},               {0, 0, 0, 0}};
-    const char *spool_dir = NULL, *model_path = getenv("EMBD_MODEL"), *tok_json = NULL;
+        {"redis", required_argument, 0, 'R'},        {"help", no_argument, 0, 'h'},
+        {0, 0, 0, 0}};
+    const char *spool_dir = NULL, *redis_url = NULL, *model_path = getenv("EMBD_MODEL"), *tok_json = NULL;
     double threads = 0, batch = 0, chunk = 64, stale = 30, poll_s = 0.5, max_jobs = 0;
     bool exit_idle = false;
     optind = 1;
@@ -86,6 +89,7 @@ int cmd_worker(int argc, char **argv) {
         int bad = 0;
         switch (c) {
         case 's': spool_dir = optarg; break;
+        case 'R': redis_url = optarg; break;
         case 'm': model_path = optarg; break;
         case 'k': tok_json = optarg; break;
         case 'x': exit_idle = true; break;
@@ -106,9 +110,10 @@ int cmd_worker(int argc, char **argv) {
             return EMBD_EXIT_USAGE;
         }
     }
-    if (!spool_dir || optind < argc) {
-        fprintf(stderr, optind < argc ? "embd worker: unexpected argument '%s'\n" : "embd worker: --spool is required\n",
-                optind < argc ? argv[optind] : "");
+    if (!spool_dir == !redis_url || optind < argc) {
+        fprintf(stderr,
+                optind < argc ? "embd worker: unexpected argument '%s'\n" : "embd worker: give --spool DIR or --redis URL%s\n",
+                optind < argc ? argv[optind] : " (one of them)");
         return EMBD_EXIT_USAGE;
     }
     char err[512], path[4096];
@@ -119,8 +124,9 @@ int cmd_worker(int argc, char **argv) {
         }
         model_path = path;
     }
-    embd_spool sp;
-    if (embd_spool_open(&sp, spool_dir, true, err, sizeof err)) {
+    embd_spool sp = {0};
+    embd_redisq *rq = NULL;
+    if (redis_url ? !(rq = embd_redisq_open(redis_url, err, sizeof err)) : embd_spool_open(&sp, spool_dir, true, err, sizeof err)) {
         fprintf(stderr, "embd worker: %s\n", err);
         return EMBD_EXIT_UNUSABLE;
     }
@@ -132,6 +138,7 @@ int cmd_worker(int argc, char **argv) {
         fprintf(stderr, "embd worker: %s\n", err);
         embd_model_free(m);
         embd_spool_close(&sp);
+        embd_redisq_close(rq);
         return EMBD_EXIT_UNUSABLE;
     }
     struct sigaction sa = {.sa_handler = on_signal};
@@ -143,10 +150,18 @@ int cmd_worker(int argc, char **argv) {
     worker_ctx w = {.enc = enc, .batch_tokens = (size_t)batch};
     embd_runner r = {.embed = worker_embed, .ud = &w, .n_embd = m->info.n_embd, .chunk_items = (size_t)chunk,
                      .stop = &stop_flag, .worker = sp.token};
-    fprintf(stderr, "embd: worker %s on %s: ready (%s, %d dims)\n", sp.token, sp.dir, model_path, m->info.n_embd);
+    fprintf(stderr, "embd: worker %s on %s: ready (%s, %d dims)\n", rq ? "" : sp.token, rq ? redis_url : sp.dir,
+            model_path, m->info.n_embd);
     long jobs = 0;
     int status = EMBD_EXIT_OK;
-    while (!atomic_load(&stop_flag) && (max_jobs == 0 || jobs < (long)max_jobs)) {
+    if (rq) {
+        jobs = embd_redisq_work(rq, &r, stale, poll_s, exit_idle, (long)max_jobs, err, sizeof err);
+        if (jobs < 0) {
+            fprintf(stderr, "embd worker: %s\n", err);
+            status = EMBD_EXIT_UNUSABLE;
+        }
+    }
+    while (!rq && !atomic_load(&stop_flag) && (max_jobs == 0 || jobs < (long)max_jobs)) {
         embd_spool_recover(&sp);
         embd_claim c;
         int got = embd_spool_claim(&sp, &c, err, sizeof err);
@@ -178,5 +193,6 @@ int cmd_worker(int argc, char **argv) {
     embd_encoder_free(enc);
     embd_model_free(m);
     embd_spool_close(&sp);
+    embd_redisq_close(rq);
     return status;
 }
