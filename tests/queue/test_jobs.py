@@ -285,6 +285,54 @@ class CliJobs(unittest.TestCase):
             self.assertEqual(sp.status(job)["state"], "done")
             check_complete(self, sp.results(job), objs)
 
+    def test_chaos_kill9_three_workers(self):
+        """Many small jobs, three workers, random kill -9 and restarts: every job done once, and
+        the outputs byte-identical to a clean single-worker run."""
+        jobs = {f"c{k:03d}": items(3, f"c{k}-", seed=100 + k) for k in range(40)}
+        clean = Spool("clean")
+        try:
+            for job, objs in jobs.items():
+                clean.submit(objs, "--id", job)
+            rc, log = clean.finish(clean.worker("--exit-when-idle", chunk=2))
+            self.assertEqual(rc, 0, log)
+            sp = self.sp
+            for job, objs in jobs.items():
+                sp.submit(objs, "--id", job)
+            ws = chaos(self, lambda: sp.worker("--exit-when-idle", chunk=2, stale=1))
+            for w in ws:
+                rc, log = sp.finish(w)
+                self.assertEqual(rc, 0, log)
+            done = [j["id"] for j in map(json.loads, sp.cli("status", "--state", "done").stdout.splitlines())]
+            self.assertEqual(sorted(done), sorted(jobs), "every job done, once")
+            self.assertEqual(sp.cli("status", "--state", "running").stdout, "")
+            self.assertEqual(sp.cli("status", "--state", "queued").stdout, "")
+            for job, objs in jobs.items():
+                check_complete(self, sp.results(job), objs)
+                with open(os.path.join(sp.dir, "results", f"{job}.jsonl"), "rb") as a, \
+                        open(os.path.join(clean.dir, "results", f"{job}.jsonl"), "rb") as b:
+                    self.assertEqual(a.read(), b.read(), job)
+        finally:
+            clean.close()
+
+
+def chaos(tc, start_worker, n_workers=3, seconds=5.0, seed=0):
+    """Runs n_workers, SIGKILLs a random one every ~0.5 s and restarts it, for `seconds`; then lets
+    them drain the queue (--exit-when-idle). Returns the logs."""
+    rng = np.random.default_rng(seed)
+    ws = [start_worker() for _ in range(n_workers)]
+    killed = 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(float(rng.uniform(0.2, 0.8)))
+        k = int(rng.integers(n_workers))
+        if ws[k].poll() is None:
+            ws[k].send_signal(signal.SIGKILL)
+            ws[k].wait()
+            killed += 1
+        ws[k] = start_worker()
+    tc.assertGreater(killed, 3)
+    return ws
+
 
 def http_server(spool, *args):
     return Server(*SERVE_EXTRA, "--spool", spool, *args, threads=1)
