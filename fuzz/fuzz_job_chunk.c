@@ -28,7 +28,7 @@ static size_t check_records(const embd_buf *b, bool results)
     for (size_t s = 0, i = 0; i < b->n; i++) {
         if (b->p[i] != '\n') continue;
         json_error_t je;
-        json_t *j = json_loadb(b->p + s, i - s, 0, &je);
+        json_t *j = json_loadb(b->p + s, i - s, JSON_ALLOW_NUL, &je);
         FUZZ_CHECK(json_is_object(j) && json_object_get(j, "id"));
         if (results) FUZZ_CHECK(json_array_size(json_object_get(j, "embedding")) == N_EMBD);
         else FUZZ_CHECK(json_is_string(json_object_get(j, "error")));

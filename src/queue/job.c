@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
+#include <utf8proc.h>
 
 #include "util/jsonfix.h"
 #include "util/sys.h"
@@ -171,12 +172,25 @@ typedef struct {
     char error[200];
 } item;
 
+/* jansson's messages quote the offending input, which may not be UTF-8 (or may be cut inside a
+ * character): the error record must still be valid JSON. */
+static void make_utf8(char *s) {
+    size_t len = strlen(s);
+    for (size_t i = 0; i < len;) {
+        utf8proc_int32_t cp;
+        utf8proc_ssize_t k = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
+        if (k > 0) i += (size_t)k;
+        else s[i++] = '?';
+    }
+}
+
 static void parse_item(item *it, char *line, size_t n) {
     embd_json_fix_surrogates(line, n);
     json_error_t je;
     json_t *obj = json_loadb(line, n, JSON_ALLOW_NUL | JSON_REJECT_DUPLICATES, &je);
     if (!obj) {
         snprintf(it->error, sizeof it->error, "invalid JSON: %.140s", je.text);
+        make_utf8(it->error);
         return;
     }
     json_t *id = json_object_get(obj, "id");

@@ -290,6 +290,7 @@ static void test_resume_after_torn_write(void **state) {
 
 static void test_cancel_deadline_bad_spec(void **state) {
     (void)state;
+    char p[4200];
     embd_spool sp;
     fresh_spool(&sp, "cancel");
     char err[256];
@@ -328,8 +329,28 @@ static void test_cancel_deadline_bad_spec(void **state) {
     assert_non_null(strstr(json_string_value(json_object_get(st, "error")), "deadline"));
     json_decref(st);
 
+    /* a malformed line quoting bytes that are not UTF-8: still a valid error record (found by
+     * fuzz_job_chunk: jansson's message quotes the input) */
+    static const char bad[] = "{\"id\":\"ok\",\"text\":\"fine\"}\n{\"text\": \xff\xfe\xc3 }\n";
+    assert_int_equal(embd_spool_write_input(&sp, "u1", bad, sizeof bad - 1, NULL, err, sizeof err), 0);
+    embd_jobopts_default(&o);
+    assert_int_equal(embd_spool_enqueue(&sp, "u1", NULL, &o, err, sizeof err), 0);
+    assert_int_equal(embd_spool_claim(&sp, &c, err, sizeof err), 1);
+    assert_int_equal(embd_job_run(&sp, &c, &r, err, sizeof err), EMBD_RUN_DONE);
+    embd_claim_free(&c);
+    embd_spool_path(&sp, p, sizeof p, "results", "u1", ".errors.jsonl");
+    size_t elen;
+    char *etext = slurp(p, &elen);
+    assert_non_null(etext);
+    json_error_t je;
+    json_t *rec = json_loads(etext, 0, &je);
+    assert_non_null(rec);
+    assert_int_equal(json_integer_value(json_object_get(rec, "id")), 1);
+    assert_non_null(strstr(json_string_value(json_object_get(rec, "error")), "invalid JSON"));
+    json_decref(rec);
+    free(etext);
+
     /* a spec file that is not JSON fails on claim; the next job still runs */
-    char p[4200];
     snprintf(p, sizeof p, "%s/queue/1-00000000000000000001-junk.json", sp.dir);
     FILE *fj = fopen(p, "w");
     fputs("{not json", fj);
