@@ -218,7 +218,7 @@ static int do_results(embd_spool *sp, jobs_args *a) {
     }
     char p[4200];
     embd_spool_path(sp, p, sizeof p, "results", a->id, a->errors ? ".errors.jsonl" : ".jsonl");
-    long long limit = a->errors ? -1 : embd_spool_results_bytes(sp, a->id); /* checkpointed bytes only */
+    long long limit = embd_spool_results_bytes(sp, a->id, a->errors); /* checkpointed bytes only */
     FILE *f = fopen(p, "rb");
     if (!f) return EMBD_EXIT_OK; /* nothing written yet */
     char b[1 << 16];

@@ -549,16 +549,16 @@ bool embd_spool_cancel_requested(embd_spool *sp, const char *id) {
     return access(cm, F_OK) == 0;
 }
 
-long long embd_spool_results_bytes(embd_spool *sp, const char *id) {
+long long embd_spool_results_bytes(embd_spool *sp, const char *id, bool errors) {
     char p[4200];
     if (embd_spool_find(sp, id, NULL, 0) == EMBD_JS_DONE) {
         struct stat st;
-        embd_spool_path(sp, p, sizeof p, "results", id, ".jsonl");
+        embd_spool_path(sp, p, sizeof p, "results", id, errors ? ".errors.jsonl" : ".jsonl");
         return stat(p, &st) ? 0 : (long long)st.st_size;
     }
     embd_spool_path(sp, p, sizeof p, "results", id, ".ckpt");
     json_t *ck = embd_spool_load_json(p);
-    long long n = ck ? (long long)json_integer_value(json_object_get(ck, "results_bytes")) : 0;
+    long long n = ck ? (long long)json_integer_value(json_object_get(ck, errors ? "errors_bytes" : "results_bytes")) : 0;
     json_decref(ck);
     return n;
 }

@@ -132,9 +132,9 @@ json_t *embd_spool_list(embd_spool *sp, embd_jstate only);
 /* Paths of a job's files. */
 void embd_spool_path(const embd_spool *sp, char *out, size_t outlen, const char *sub, const char *id,
                      const char *suffix);
-/* Bytes of the results file that a checkpoint covers (what a reader may stream while the job
- * runs; the whole file once it is done). */
-long long embd_spool_results_bytes(embd_spool *sp, const char *id);
+/* Bytes of the results (or, with errors, the error records) file that a checkpoint covers: what a
+ * reader may stream while the job runs; the whole file once it is done. */
+long long embd_spool_results_bytes(embd_spool *sp, const char *id, bool errors);
 
 /* Helpers shared with the job runner. */
 int embd_spool_fsync_dir(const char *dir);

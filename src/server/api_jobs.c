@@ -161,7 +161,8 @@ static int submit(embd_jobs *J, struct MHD_Connection *conn, const char *body, s
     return send_json_obj(conn, 202, st, loc);
 }
 
-/* Streams a results file from disk: only the checkpointed part while the job runs. */
+/* Streams a results file from disk (committed_only: just the checkpointed part while the job
+ * runs, never a chunk that may still be rolled back). */
 static int stream_file(embd_jobs *J, struct MHD_Connection *conn, const char *id, const char *suffix, bool committed_only,
                        const char *type) {
     char p[4200];
@@ -181,7 +182,7 @@ static int stream_file(embd_jobs *J, struct MHD_Connection *conn, const char *id
     }
     long long size = st.st_size;
     if (committed_only) {
-        long long c = embd_spool_results_bytes(&J->sp, id);
+        long long c = embd_spool_results_bytes(&J->sp, id, !strcmp(suffix, ".errors.jsonl"));
         if (c < size) size = c;
     }
     struct MHD_Response *r = MHD_create_response_from_fd((uint64_t)size, fd); /* takes fd */
@@ -242,7 +243,7 @@ int embd_jobs_http(embd_jobs *J, struct MHD_Connection *conn, const char *method
     }
     if (strcmp(method, "GET")) return fail(conn, 405, "method_not_allowed", "/v1/jobs/{id}/%s needs GET", sub);
     if (!strcmp(sub, "results")) return stream_file(J, conn, id, ".jsonl", true, "application/x-ndjson");
-    if (!strcmp(sub, "errors")) return stream_file(J, conn, id, ".errors.jsonl", false, "application/x-ndjson");
+    if (!strcmp(sub, "errors")) return stream_file(J, conn, id, ".errors.jsonl", true, "application/x-ndjson");
     if (!strcmp(sub, "results.npy")) return stream_file(J, conn, id, ".npy", false, "application/octet-stream");
     return fail(conn, 404, "not_found", "no route /v1/jobs/{id}/%s", sub);
 }
