@@ -6,6 +6,7 @@ PKGS=(
   build-essential cmake git pkg-config clang libclang-rt-14-dev libcmocka-dev
   libjansson-dev libutf8proc-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev
   python3 python3-numpy python3-yaml ca-certificates
+  libhiredis-dev redis-server
 )
 # Node.js (for npm pack and the reference tokenizer): Debian's only when none is installed,
 # so a newer nodesource install is not replaced.

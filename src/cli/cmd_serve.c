@@ -71,7 +71,8 @@ static void serve_usage(FILE *f, const opt_def *defs, size_t n) {
     fprintf(f,
             "usage: embd serve [--model M.gguf] [options]\n\n"
             "HTTP API: POST /v1/embeddings (OpenAI), /embed (TEI, and {batch_id, chunks}), /tokenize,\n"
-            "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics.\n"
+            "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics;\n"
+            "with --spool: bulk jobs at /v1/jobs (POST, GET, GET /{id}, /{id}/results, DELETE /{id}).\n"
             "Without --model: $EMBD_MODEL, else the pinned default model (downloaded once into the cache,\n"
             "see `embd pull`). SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n"
             "Auth (README \"Security\"): --api-keys-file and/or --hmac-secret-file, or --insecure; SIGHUP\n"
@@ -141,6 +142,9 @@ int cmd_serve(int argc, char **argv) {
          &o.max_header_bytes},
         {"max-json-depth", "EMBD_MAX_JSON_DEPTH", "nesting of a request body, else 400 (default 32)", T_INT,
          &o.max_json_depth},
+        {"spool", "EMBD_SPOOL", "spool directory: run bulk jobs, serve /v1/jobs (see embd jobs)", T_STR, &o.spool_dir},
+        {"jobs-stale-timeout", "EMBD_JOBS_STALE_TIMEOUT", "seconds before a dead worker's job is taken over (30)",
+         T_SECONDS, &o.jobs_stale_timeout},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];

@@ -15,6 +15,8 @@ static void usage(FILE *f) {
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
             "  convert   Hugging Face model directory -> GGUF (embd convert --help)\n"
             "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
+            "  worker    run bulk jobs from a spool directory (embd worker --help)\n"
+            "  jobs      submit, watch, fetch and cancel bulk jobs (embd jobs --help)\n"
             "  version   print the version\n",
             EMBD_VERSION);
 }
@@ -32,6 +34,8 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
+    if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
+    if (!strcmp(cmd, "jobs")) return cmd_jobs(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;

@@ -18,6 +18,7 @@
 #include "server/api.h"
 #include "server/guard.h"
 #include "server/json_depth.h"
+#include "server/jobs.h"
 #include "server/metrics.h"
 #include "server/ratelimit.h"
 #include "util/sys.h"
@@ -35,12 +36,13 @@ typedef struct {
     embd_ratelimit *rl;
     embd_guard *guard;
     embd_api_limits lim;
+    embd_jobs *jobs; /* --spool: bulk jobs */
     char model_name[256];
     _Atomic int state;
     _Atomic long active; /* requests between their first byte and their completion */
 } server;
 
-typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_OTHER } route;
+typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_JOBS, R_OTHER } route;
 
 static const struct {
     const char *path;
@@ -50,6 +52,7 @@ static const struct {
     [R_RERANK] = {"/rerank", "POST"},            [R_V1_RERANK] = {"/v1/rerank", "POST"},
     [R_TOKENIZE] = {"/tokenize", "POST"},        [R_INFO] = {"/info", "GET"},
     [R_HEALTH] = {"/health", "GET"},             [R_METRICS] = {"/metrics", "GET"},
+    [R_JOBS] = {"/v1/jobs", NULL}, /* a prefix; api_jobs.c routes and checks methods */
     [R_OTHER] = {"other", NULL},
 };
 
@@ -57,6 +60,7 @@ typedef struct {
     server *s;
     struct MHD_Connection *conn;
     route r;
+    const char *method, *url;
     double t0;
     int fd;
     char *body;
@@ -79,6 +83,7 @@ typedef struct {
 static route route_of(const char *url) {
     for (int r = 0; r < R_OTHER; r++)
         if (!strcmp(url, ROUTES[r].path)) return (route)r;
+    if (!strncmp(url, "/v1/jobs/", 9)) return R_JOBS;
     return R_OTHER;
 }
 
@@ -490,6 +495,10 @@ static enum MHD_Result dispatch(req *q) {
         snprintf(lim, sizeof lim, "%zu", s->o.max_payload_bytes);
         return fail(q, 413, "payload_too_large", "the request body is larger than the limit of %s bytes", lim);
     }
+    if (q->r == R_JOBS) {
+        q->status = embd_jobs_http(s->jobs, q->conn, q->method, q->url, q->body, q->len);
+        return q->status ? MHD_YES : MHD_NO;
+    }
     const bool reranker = embd_model_is_reranker(s->model), rerank = q->r == R_RERANK || q->r == R_V1_RERANK;
     if (rerank && !reranker)
         return fail(q, 400, "not_a_reranker", "model '%s' is an embedding model; reranking needs a cross-encoder",
@@ -515,7 +524,7 @@ static enum MHD_Result dispatch(req *q) {
 /* 404 and 405; true when answered. */
 static bool wrong_route(req *q, const char *url, const char *method, enum MHD_Result *answered) {
     if (q->r == R_OTHER) return *answered = fail(q, 404, "not_found", "no route %s", url), true;
-    if (!strcmp(method, ROUTES[q->r].method)) return false;
+    if (!ROUTES[q->r].method || !strcmp(method, ROUTES[q->r].method)) return false; /* NULL: the handler checks */
     const char *hdr[] = {MHD_HTTP_HEADER_ALLOW, ROUTES[q->r].method, NULL};
     embd_api_error e;
     embd_api_fail(&e, 405, "method_not_allowed", -1, "%s needs %s", ROUTES[q->r].path, ROUTES[q->r].method);
@@ -535,6 +544,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         q->conn = conn;
         q->t0 = embd_now();
         q->r = route_of(url);
+        q->method = method;
+        q->url = url;
         q->fd = -1;
         pthread_mutex_init(&q->mu, NULL);
         const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CONNECTION_FD);
@@ -726,7 +737,9 @@ int embd_server_run(const embd_server_opts *opts) {
     s->model = embd_model_load(s->o.model_path, &mp, err, sizeof err);
     if (s->model) s->enc = embd_encoder_new(s->model, s->o.threads, err, sizeof err);
     if (s->enc) s->sched = embd_sched_new(s->enc, &s->o.sched, s->metrics, err, sizeof err);
-    if (!s->sched) {
+    if (s->sched && s->o.spool_dir)
+        s->jobs = embd_jobs_start(s->o.spool_dir, s->o.jobs_stale_timeout, s->sched, s->model, err, sizeof err);
+    if (!s->sched || (s->o.spool_dir && !s->jobs)) {
         fprintf(stderr, "embd: %s\n", err);
         goto out;
     }
@@ -758,6 +771,7 @@ int embd_server_run(const embd_server_opts *opts) {
         embd_guard_sweep(s->guard, embd_now());
     }
     atomic_store(&s->state, ST_DRAINING);
+    embd_jobs_request_stop(s->jobs); /* its chunk finishes, is checkpointed, the job goes back */
     fprintf(stderr, "embd: %s: draining (grace %.0f s)\n", sig == SIGINT ? "SIGINT" : "SIGTERM", s->o.shutdown_grace);
     /* No new connections; keep-alive ones get 503 + close. The listening socket stays open until
      * MHD_stop_daemon: the pool's threads still take it out of their epoll sets (closing it
@@ -768,6 +782,7 @@ int embd_server_run(const embd_server_opts *opts) {
     exit_code = 0;
 
 out:
+    embd_jobs_free(s->jobs); /* before the scheduler stops: its last chunk completes */
     /* Jobs still queued end with "shutting down"; their connections resume and get that answer. */
     embd_sched_stop(s->sched, false);
     if (s->d) {

@@ -31,6 +31,8 @@ typedef struct {
     double connection_timeout;  /* idle, and for a request's headers; bodies get request_timeout */
     size_t max_header_bytes;    /* per-connection memory for headers and read buffer */
     int max_json_depth;         /* nesting of [ and {; 0: jansson's own 2048 */
+    const char *spool_dir;      /* bulk jobs (/v1/jobs and a runner thread); NULL: off */
+    double jobs_stale_timeout;  /* seconds before a dead process's job is taken over; 0: 30 */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
