@@ -112,6 +112,7 @@ int cmd_serve(int argc, char **argv) {
         {"no-truncate", "EMBD_NO_TRUNCATE", "over-long inputs are errors unless a request says truncate", T_BOOL,
          &no_truncate},
         {"log-requests", "EMBD_LOG_REQUESTS", "one stderr line per request", T_BOOL, &o.log_requests},
+        {"data-dir", "EMBD_DATA_DIR", "collections (/v1/collections) are stored here", T_STR, &o.data_dir},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];

@@ -15,6 +15,7 @@
 
 #include "engine/embed.h"
 #include "server/api.h"
+#include "server/api_collections.h"
 #include "server/metrics.h"
 #include "util/sys.h"
 
@@ -27,13 +28,14 @@ typedef struct {
     embd_encoder *enc;
     embd_sched *sched;
     embd_metrics *metrics;
+    embd_coll_api *coll; /* NULL without --data-dir */
     embd_api_limits lim;
     char model_name[256];
     _Atomic int state;
     _Atomic long active; /* requests between their first byte and their completion */
 } server;
 
-typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_OTHER } route;
+typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_COLLECTIONS, R_OTHER } route;
 
 static const struct {
     const char *path;
@@ -43,6 +45,7 @@ static const struct {
     [R_RERANK] = {"/rerank", "POST"},            [R_V1_RERANK] = {"/v1/rerank", "POST"},
     [R_TOKENIZE] = {"/tokenize", "POST"},        [R_INFO] = {"/info", "GET"},
     [R_HEALTH] = {"/health", "GET"},             [R_METRICS] = {"/metrics", "GET"},
+    [R_COLLECTIONS] = {"/v1/collections", "*"}, /* a prefix; api_collections.c routes the rest */
     [R_OTHER] = {"other", NULL},
 };
 
@@ -65,11 +68,14 @@ typedef struct {
     bool have_rr;
     embd_job *job;
     size_t *map; /* job item -> request item */
+    char *url;   /* R_COLLECTIONS */
+    char method[8];
 } req;
 
 static route route_of(const char *url) {
     for (int r = 0; r < R_OTHER; r++)
         if (!strcmp(url, ROUTES[r].path)) return (route)r;
+    if (!strncmp(url, "/v1/collections/", 16)) return R_COLLECTIONS;
     return R_OTHER;
 }
 
@@ -361,6 +367,13 @@ static enum MHD_Result handle_tokenize(req *q, json_t *root, bool bad_utf8) {
     return body ? send_json(q, 200, body) : send_error(q, &e, NULL);
 }
 
+static enum MHD_Result handle_collections(req *q) {
+    if (!q->s->coll) return fail(q, 404, "not_found", "%s", "collections are off: start the server with --data-dir DIR");
+    char *body = NULL;
+    int status = embd_coll_api_handle(q->s->coll, q->method, q->url, q->body ? q->body : (char[1]){0}, q->len, &body);
+    return send_json(q, status, body);
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(req *q) {
@@ -388,6 +401,7 @@ static enum MHD_Result dispatch(req *q) {
         return fail(q, 400, "not_an_embedding_model",
                     "model '%s' is a cross-encoder: it scores (query, document) pairs on /rerank and /v1/rerank",
                     s->model_name);
+    if (q->r == R_COLLECTIONS) return handle_collections(q);
     embd_api_error e;
     bool bad_utf8 = false;
     json_t *root = embd_api_parse_body(q->body ? q->body : "", q->len, &bad_utf8, &e);
@@ -416,7 +430,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         *con_cls = q;
         atomic_fetch_add(&s->active, 1);
         if (q->r == R_OTHER) return fail(q, 404, "not_found", "no route %s", url);
-        if (strcmp(method, ROUTES[q->r].method)) {
+        snprintf(q->method, sizeof q->method, "%s", method);
+        if (q->r == R_COLLECTIONS && !(q->url = strdup(url))) return MHD_NO;
+        if (q->r != R_COLLECTIONS && strcmp(method, ROUTES[q->r].method)) {
             const char *hdr[] = {MHD_HTTP_HEADER_ALLOW, ROUTES[q->r].method, NULL};
             embd_api_error e;
             embd_api_fail(&e, 405, "method_not_allowed", -1, "%s needs %s", ROUTES[q->r].path, ROUTES[q->r].method);
@@ -473,6 +489,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
     if (q->have_er) embd_embed_req_free(&q->er);
     if (q->have_rr) embd_rerank_req_free(&q->rr);
     free(q->map);
+    free(q->url);
     free(q->body);
     pthread_mutex_destroy(&q->mu);
     free(q);
@@ -562,6 +579,11 @@ int embd_server_run(const embd_server_opts *opts) {
         fprintf(stderr, "embd: %s\n", err);
         goto out;
     }
+    if (s->o.data_dir && !(s->coll = embd_coll_api_new(s->o.data_dir, s->model, s->sched, s->model_name,
+                                                       s->o.request_timeout, s->o.max_items, err, sizeof err))) {
+        fprintf(stderr, "embd: collections: %s\n", err);
+        goto out;
+    }
     s->lim = (embd_api_limits){.max_items = s->o.max_items,
                                .max_input_chars = s->o.max_input_chars,
                                .default_truncate = s->o.truncate,
@@ -595,6 +617,7 @@ out:
         MHD_stop_daemon(s->d);
     }
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    embd_coll_api_free(s->coll);
     embd_sched_free(s->sched);
     if (exit_code == 0) fprintf(stderr, "embd: stopped\n");
     embd_encoder_free(s->enc);

@@ -23,6 +23,7 @@ typedef struct {
     double shutdown_grace;      /* seconds in-flight requests get after SIGTERM/SIGINT */
     bool truncate;              /* default for requests that do not say */
     bool log_requests;          /* one stderr line per request */
+    const char *data_dir;       /* collections (SQLite + FAISS) live here; NULL: /v1/collections off */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
