@@ -15,5 +15,6 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_rerank(int argc, char **argv);
+int cmd_collections(int argc, char **argv);
 
 #endif

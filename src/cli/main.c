@@ -11,6 +11,7 @@ static void usage(FILE *f) {
             "  serve     HTTP server: OpenAI/TEI embeddings, tokenize, metrics (embd serve --help)\n"
             "  embed     embed texts from JSONL or plain lines (embd embed --help)\n"
             "  rerank    score documents against a query with a cross-encoder (embd rerank --help)\n"
+            "  collections  ingest, chunk, embed, index and search documents (embd collections --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
             "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
@@ -30,6 +31,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
+    if (!strcmp(cmd, "collections")) return cmd_collections(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;
