@@ -188,11 +188,14 @@ static int reply(char **out, int status, json_t *j) {
 }
 
 static json_t *info_json(const embd_coll_info *c) {
-    return json_pack("{s:s, s:s, s:i, s:{s:I, s:I, s:b, s:s}, s:I, s:I, s:f}", "name", c->name, "model", c->model,
-                     "dimensions", c->dims, "options", "chunk_size", (json_int_t)c->opts.chunk_size, "overlap",
-                     (json_int_t)c->opts.overlap, "code_aware", c->opts.code_aware, "index",
-                     c->opts.index == EMBD_VINDEX_HNSW ? "hnsw" : "flat", "documents", (json_int_t)c->n_documents,
-                     "chunks", (json_int_t)c->n_chunks, "created", c->created);
+    json_t *j = json_pack("{s:s, s:s, s:i, s:{s:I, s:I, s:b, s:s}, s:I, s:I, s:f}", "name", c->name, "model", c->model,
+                          "dimensions", c->dims, "options", "chunk_size", (json_int_t)c->opts.chunk_size, "overlap",
+                          (json_int_t)c->opts.overlap, "code_aware", c->opts.code_aware, "index",
+                          c->opts.index == EMBD_VINDEX_HNSW ? "hnsw" : "flat", "documents", (json_int_t)c->n_documents,
+                          "chunks", (json_int_t)c->n_chunks, "created", c->created);
+    /* vectors in the loaded index: equal to chunks unless something is badly wrong */
+    if (j && c->n_vectors >= 0) json_object_set_new(j, "vectors", json_integer(c->n_vectors));
+    return j;
 }
 
 /* ---- handlers ------------------------------------------------------------------------------- */
