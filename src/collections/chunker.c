@@ -140,7 +140,7 @@ int embd_chunk_text(const char *text, size_t len, const embd_chunk_opts *o, embd
     size_t nch = 0, cap = 0;
     /* A cut may move back from the fullest one to a better boundary while the chunk keeps this much. */
     const size_t min_fill = o->code_aware ? o->chunk_size / 4 : o->chunk_size / 2;
-    size_t i = 0;
+    size_t i = 0, prev_end = 0; /* prev_end: piece index where the previous chunk ended */
     while (i < ps.n) {
         while (i < ps.n && !ps.p[i].tokens) i++;
         if (i >= ps.n) break;
@@ -150,7 +150,9 @@ int embd_chunk_text(const char *text, size_t len, const embd_chunk_opts *o, embd
         if (j < ps.n) {
             int best_score = ps.p[j].score;
             size_t cum = sum;
-            for (size_t c = j; c > i + 1; c--) {
+            size_t q = prev_end; /* the chunk must hold this piece: the first with tokens past the last chunk */
+            while (q < ps.n && !ps.p[q].tokens) q++;
+            for (size_t c = j; c > i + 1 && c - 1 > q; c--) {
                 cum -= ps.p[c - 1].tokens; /* cum = tokens of pieces [i, c-1) */
                 if (cum < min_fill) break;
                 if (ps.p[c - 1].score > best_score) best = c - 1, best_sum = cum, best_score = ps.p[c - 1].score;
@@ -172,13 +174,18 @@ int embd_chunk_text(const char *text, size_t len, const embd_chunk_opts *o, embd
         if (best >= ps.n) break;
         /* The next chunk starts far enough back to repeat about `overlap` tokens, at a line start
          * when one is in reach. */
-        size_t s = best, ov = 0;
-        while (s - 1 > i && ov + ps.p[s - 1].tokens <= o->overlap) ov += ps.p[--s].tokens;
+        size_t s = best, ov = 0, next = best;
+        while (next < ps.n && !ps.p[next].tokens) next++;
+        if (next >= ps.n) break; /* only blanks left */
+        while (s - 1 > i && ov + ps.p[s - 1].tokens <= o->overlap &&
+               ov + ps.p[s - 1].tokens + ps.p[next].tokens <= o->chunk_size) /* leave room to move on */
+            ov += ps.p[--s].tokens;
         for (size_t t = s; t < best; t++)
             if (ps.p[t].score > 0) {
                 s = t;
                 break;
             }
+        prev_end = best;
         i = s;
     }
     free(ps.p);
