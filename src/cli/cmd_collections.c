@@ -11,6 +11,7 @@
 
 #include "cli/cli.h"
 #include "collections/ingest.h"
+#include "collections/reranker.h"
 #include "engine/embed.h"
 #include "util/sys.h"
 
@@ -23,7 +24,8 @@ static void usage(FILE *f) {
             "  ingest NAME --model M.gguf PATH...   files, or directories walked recursively (hidden entries,\n"
             "                                       binaries and files over 8 MiB skipped); document id = path\n"
             "  ingest NAME --model M.gguf --jsonl FILE   records {\"id\", \"text\", \"metadata\"}\n"
-            "  search NAME --model M.gguf [--k N] [--filter JSON] QUERY   JSON hits on stdout\n"
+            "  search NAME --model M.gguf [--k N] [--filter JSON] [--rerank-model R.gguf [--top-n N]] QUERY\n"
+            "                                       JSON hits on stdout (reranked: the best N of k by the cross-encoder)\n"
             "  list                                 collections as JSON lines\n"
             "  info NAME                            counts; checks the index against SQLite (rebuilds it)\n"
             "  delete NAME [--document ID]          drop a collection, or one document\n\n"
@@ -283,7 +285,10 @@ int cmd_collections(int argc, char **argv) {
         {"k", required_argument, 0, 'k'},        {"filter", required_argument, 0, 'f'},
         {"document", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
+        {"rerank-model", required_argument, 0, 'R'}, {"top-n", required_argument, 0, 'n'},
         {0, 0, 0, 0}};
+    const char *rerank_path = NULL;
+    long top_n = 0;
     const char *dir = NULL, *model_path = NULL, *model_name = NULL, *jsonl = NULL, *filter_s = NULL, *doc = NULL;
     long chunk_size = -1, overlap = -1, k = 10, threads = 0;
     bool code_aware = false, quiet = false;
@@ -298,6 +303,7 @@ int cmd_collections(int argc, char **argv) {
         case 'j': jsonl = optarg; break;
         case 'f': filter_s = optarg; break;
         case 'D': doc = optarg; break;
+        case 'R': rerank_path = optarg; break;
         case 'C': code_aware = true; break;
         case 'q': quiet = true; break;
         case 'x':
@@ -305,7 +311,7 @@ int cmd_collections(int argc, char **argv) {
             else if (!strcmp(optarg, "hnsw")) kind = EMBD_VINDEX_HNSW;
             else { fprintf(stderr, "embd collections: --index must be flat or hnsw\n"); return EMBD_EXIT_USAGE; }
             break;
-        case 'c': case 'o': case 'k': case 't': {
+        case 'c': case 'o': case 'k': case 't': case 'n': {
             long v = strtol(optarg, &end, 10);
             if (!*optarg || *end || v < (c == 'o' ? 0 : 1) || v > 1000000) {
                 fprintf(stderr, "embd collections: bad number '%s'\n", optarg);
@@ -314,6 +320,7 @@ int cmd_collections(int argc, char **argv) {
             if (c == 'c') chunk_size = v;
             else if (c == 'o') overlap = v;
             else if (c == 'k') k = v;
+            else if (c == 'n') top_n = v;
             else threads = v;
             break;
         }
@@ -357,6 +364,7 @@ int cmd_collections(int argc, char **argv) {
     int status = EMBD_EXIT_UNUSABLE;
     embd_model *m = NULL;
     embd_encoder *enc = NULL;
+    embd_reranker *reranker = NULL;
     embd_store *store = embd_store_open(dir, err, sizeof err);
     if (!store) goto fail;
     if (needs_model) {
@@ -368,6 +376,8 @@ int cmd_collections(int argc, char **argv) {
         }
         if (strcmp(sub, "create") && !(enc = embd_encoder_new(m, (int)threads, err, sizeof err))) goto fail;
     }
+    if (rerank_path && !(reranker = embd_reranker_load(rerank_path, (int)threads, err, sizeof err))) goto fail;
+    if (!top_n || top_n > k) top_n = k;
     char mname[256] = "";
     if (model_path) {
         const char *base = strrchr(model_path, '/');
@@ -382,7 +392,9 @@ int cmd_collections(int argc, char **argv) {
                          .dims = m ? m->info.n_embd : 0,
                          .n_ctx = m ? m->info.n_ctx : 0,
                          .embed = cli_embed,
-                         .embed_ud = &ce};
+                         .embed_ud = &ce,
+                         .rerank = reranker ? embd_reranker_score : NULL,
+                         .rerank_ud = reranker};
     int rc = 0;
     if (!strcmp(sub, "create")) {
         size_t maxc = embd_coll_max_chunk(&ctx);
@@ -405,13 +417,16 @@ int cmd_collections(int argc, char **argv) {
     } else if (!strcmp(sub, "search")) {
         embd_hit *hits = NULL;
         size_t n = 0;
-        rc = embd_coll_search(&ctx, name, pos[0], strlen(pos[0]), (size_t)k, filter, &hits, &n, err, sizeof err);
+        rc = embd_coll_search(&ctx, name, pos[0], strlen(pos[0]), (size_t)k, filter, reranker ? (size_t)top_n : 0,
+                              &hits, &n, err, sizeof err);
         for (size_t i = 0; !rc && i < n; i++) {
             json_t *md = json_loads(hits[i].metadata, 0, NULL);
-            print_json(json_pack("{s:i, s:f, s:s, s:I, s:I, s:I, s:o, s:s}", "rank", (int)i + 1, "score",
-                                 (double)hits[i].score, "document_id", hits[i].doc_id, "chunk_index",
-                                 (json_int_t)hits[i].seq, "start", (json_int_t)hits[i].start, "end",
-                                 (json_int_t)hits[i].end, "metadata", md ? md : json_object(), "text", hits[i].text));
+            json_t *j = json_pack("{s:i, s:f, s:s, s:I, s:I, s:I, s:o, s:s}", "rank", (int)i + 1, "score",
+                                  (double)hits[i].score, "document_id", hits[i].doc_id, "chunk_index",
+                                  (json_int_t)hits[i].seq, "start", (json_int_t)hits[i].start, "end",
+                                  (json_int_t)hits[i].end, "metadata", md ? md : json_object(), "text", hits[i].text);
+            if (j && reranker) json_object_set_new(j, "rerank_score", json_real(hits[i].rerank_score));
+            print_json(j);
         }
         embd_hits_free(hits, n);
     } else if (!strcmp(sub, "list")) {
@@ -441,6 +456,7 @@ out:
     json_decref(filter);
     embd_encoder_free(enc);
     embd_model_free(m);
+    embd_reranker_free(reranker);
     embd_store_close(store);
     return status;
 }

@@ -113,6 +113,8 @@ int cmd_serve(int argc, char **argv) {
          &no_truncate},
         {"log-requests", "EMBD_LOG_REQUESTS", "one stderr line per request", T_BOOL, &o.log_requests},
         {"data-dir", "EMBD_DATA_DIR", "collections (/v1/collections) are stored here", T_STR, &o.data_dir},
+        {"rerank-model", "EMBD_RERANK_MODEL", "cross-encoder GGUF for collection search rerank", T_STR,
+         &o.rerank_model},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];
@@ -163,6 +165,10 @@ int cmd_serve(int argc, char **argv) {
         o.port = (int)p;
     }
     o.truncate = !no_truncate;
+    if (o.rerank_model && !o.data_dir) {
+        fprintf(stderr, "embd serve: --rerank-model reranks collection searches: it needs --data-dir\n");
+        return EMBD_EXIT_USAGE;
+    }
     char path[4096];
     if (!o.model_path) {
         if (embd_default_model(path, sizeof path, err, sizeof err)) {

@@ -95,8 +95,37 @@ int embd_coll_ingest(const embd_coll_ctx *c, const char *coll, const embd_doc_in
     return rc;
 }
 
+static int by_rerank_desc(const void *a, const void *b) {
+    const embd_hit *x = a, *y = b;
+    if (x->rerank_score != y->rerank_score) return x->rerank_score < y->rerank_score ? 1 : -1;
+    return x->score < y->score ? 1 : x->score > y->score ? -1 : 0;
+}
+
+/* Scores the hits with the cross-encoder, sorts by that, keeps top_n. */
+static int rerank_hits(const embd_coll_ctx *c, const char *query, size_t len, embd_hit *hits, size_t *n, size_t top_n,
+                       char *err, size_t errlen) {
+    if (!*n) return 0;
+    const char **docs = malloc(*n * sizeof *docs);
+    size_t *lens = malloc(*n * sizeof *lens);
+    float *sc = malloc(*n * sizeof *sc);
+    int rc = docs && lens && sc ? 0 : embd_fail(err, errlen, "out of memory");
+    for (size_t i = 0; !rc && i < *n; i++) docs[i] = hits[i].text, lens[i] = strlen(hits[i].text);
+    if (!rc) rc = c->rerank(c->rerank_ud, query, len, docs, lens, *n, sc, err, errlen);
+    for (size_t i = 0; !rc && i < *n; i++) hits[i].rerank_score = sc[i];
+    if (!rc) {
+        qsort(hits, *n, sizeof *hits, by_rerank_desc);
+        for (size_t i = top_n; i < *n; i++) free(hits[i].doc_id), free(hits[i].text), free(hits[i].metadata);
+        if (*n > top_n) *n = top_n;
+    }
+    free(docs), free(lens), free(sc);
+    return rc;
+}
+
 int embd_coll_search(const embd_coll_ctx *c, const char *coll, const char *query, size_t len, size_t k,
-                     const json_t *filter, embd_hit **hits, size_t *n, char *err, size_t errlen) {
+                     const json_t *filter, size_t rerank_top_n, embd_hit **hits, size_t *n, char *err,
+                     size_t errlen) {
+    if (rerank_top_n && !c->rerank)
+        return embd_fail(err, errlen, "no reranker configured (start with --rerank-model R.gguf)"), EMBD_STORE_INVALID;
     *hits = NULL;
     *n = 0;
     embd_coll_info info;
@@ -113,5 +142,11 @@ int embd_coll_search(const embd_coll_ctx *c, const char *coll, const char *query
     if (c->embed(c->embed_ud, texts, lens, 1, q, err, errlen)) rc = EMBD_STORE_ERR;
     if (!rc) rc = embd_store_search(c->store, coll, c->model_name, c->dims, q, k, filter, hits, n, err, errlen);
     free(q);
+    if (!rc && rerank_top_n && rerank_hits(c, query, len, *hits, n, rerank_top_n, err, errlen)) {
+        embd_hits_free(*hits, *n);
+        *hits = NULL;
+        *n = 0;
+        rc = EMBD_STORE_ERR;
+    }
     return rc;
 }

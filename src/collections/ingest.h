@@ -22,6 +22,10 @@ typedef struct {
     int n_ctx;
     embd_embed_fn embed;
     void *embed_ud;
+    /* optional cross-encoder: scores[i] for (query, docs[i]); NULL when none is configured */
+    int (*rerank)(void *ud, const char *query, size_t qlen, const char *const *docs, const size_t *lens, size_t n,
+                  float *scores, char *err, size_t errlen);
+    void *rerank_ud;
 } embd_coll_ctx;
 
 typedef struct {
@@ -38,8 +42,11 @@ typedef struct {
 /* Returns EMBD_STORE_* (0 on success) with err. */
 int embd_coll_ingest(const embd_coll_ctx *c, const char *coll, const embd_doc_input *docs, size_t n,
                      embd_ingest_stats *st, char *err, size_t errlen);
+/* Top k chunks by vector; with rerank_top_n > 0 (needs c->rerank) those k candidates are scored by
+ * the cross-encoder and the best rerank_top_n of them come back in that order. */
 int embd_coll_search(const embd_coll_ctx *c, const char *coll, const char *query, size_t len, size_t k,
-                     const json_t *filter, embd_hit **hits, size_t *n, char *err, size_t errlen);
+                     const json_t *filter, size_t rerank_top_n, embd_hit **hits, size_t *n, char *err,
+                     size_t errlen);
 
 /* The largest chunk_size the model allows ([CLS] and [SEP] take two of its tokens). */
 size_t embd_coll_max_chunk(const embd_coll_ctx *c);

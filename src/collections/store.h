@@ -81,7 +81,8 @@ int embd_store_delete_doc(embd_store *s, const char *coll, const char *doc_id, c
 
 typedef struct {
     int64_t chunk_id;
-    float score; /* inner product of unit vectors: cosine */
+    float score;        /* inner product of unit vectors: cosine */
+    float rerank_score; /* cross-encoder relevance (sigmoid), when reranked */
     char *doc_id, *text, *metadata;
     int64_t seq;
     size_t start, end;

@@ -9,6 +9,7 @@
 
 #include "collections/filter.h"
 #include "collections/ingest.h"
+#include "collections/reranker.h"
 #include "server/api.h"
 #include "util/sys.h"
 
@@ -21,6 +22,7 @@ struct embd_coll_api {
     char *model_name;
     double timeout;
     size_t max_items;
+    embd_reranker *reranker;
     embd_coll_ctx ctx;
 };
 
@@ -129,7 +131,8 @@ static int sched_embed(void *ud, const char *const *texts, const size_t *lens, s
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
 embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, embd_sched *sched,
-                                 const char *model_name, double timeout, size_t max_items, char *err, size_t errlen) {
+                                 const char *model_name, double timeout, size_t max_items, const char *rerank_model,
+                                 int threads, char *err, size_t errlen) {
     embd_coll_api *a = calloc(1, sizeof *a);
     if (!a || !(a->model_name = strdup(model_name))) {
         free(a);
@@ -138,6 +141,10 @@ embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, 
     }
     a->store = embd_store_open(data_dir, err, errlen);
     if (!a->store) {
+        embd_coll_api_free(a);
+        return NULL;
+    }
+    if (rerank_model && !(a->reranker = embd_reranker_load(rerank_model, threads, err, errlen))) {
         embd_coll_api_free(a);
         return NULL;
     }
@@ -151,13 +158,16 @@ embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, 
                              .dims = model->info.n_embd,
                              .n_ctx = model->info.n_ctx,
                              .embed = sched_embed,
-                             .embed_ud = a};
+                             .embed_ud = a,
+                             .rerank = a->reranker ? embd_reranker_score : NULL,
+                             .rerank_ud = a->reranker};
     return a;
 }
 
 void embd_coll_api_free(embd_coll_api *a) {
     if (!a) return;
     embd_store_close(a->store);
+    embd_reranker_free(a->reranker);
     free(a->model_name);
     free(a);
 }
@@ -356,16 +366,31 @@ static int search(embd_coll_api *a, const char *coll, char *body, size_t len, ch
         json_decref(root);
         return error(out, 422, "invalid_request", msg);
     }
+    size_t top_n = 0;
     if (rerank && !json_is_null(rerank)) {
-        json_decref(root);
-        return error(out, 400, "no_reranker",
-                     "no reranker configured: this server has one embedding model; rerank the hits with a "
-                     "cross-encoder server's /rerank");
+        json_t *rm = json_object_get(rerank, "model");
+        if (!json_is_object(rerank)) rc = embd_fail(msg, sizeof msg, "'rerank' must be an object {top_n?, model?}");
+        else if (rm && !json_is_null(rm) && !json_is_string(rm)) rc = embd_fail(msg, sizeof msg, "'rerank.model' must be a string");
+        else rc = get_size(rerank, "top_n", 1, k, k, &top_n, msg, sizeof msg);
+        if (rc) {
+            json_decref(root);
+            return error(out, 422, "invalid_request", msg);
+        }
+        if (!a->reranker) {
+            json_decref(root);
+            return error(out, 400, "no_reranker", "no reranker configured: start the server with --rerank-model R.gguf");
+        }
+        if (json_is_string(rm) && strcmp(json_string_value(rm), embd_reranker_name(a->reranker))) {
+            snprintf(msg, sizeof msg, "this server reranks with '%s', not '%.100s'", embd_reranker_name(a->reranker),
+                     json_string_value(rm));
+            json_decref(root);
+            return error(out, 400, "no_reranker", msg);
+        }
     }
     embd_hit *hits = NULL;
     size_t n = 0;
-    rc = embd_coll_search(&a->ctx, coll, json_string_value(query), json_string_length(query), k, filter, &hits, &n, msg,
-                          sizeof msg);
+    rc = embd_coll_search(&a->ctx, coll, json_string_value(query), json_string_length(query), k, filter, top_n, &hits,
+                          &n, msg, sizeof msg);
     json_decref(root);
     if (rc) return store_error(out, rc, msg);
     json_t *arr = json_array();
@@ -376,9 +401,12 @@ static int search(embd_coll_api *a, const char *coll, char *body, size_t len, ch
                                              (json_int_t)hits[i].seq, "text", hits[i].text, "start",
                                              (json_int_t)hits[i].start, "end", (json_int_t)hits[i].end, "metadata",
                                              md ? md : json_object(), "score", (double)hits[i].score));
+        if (top_n) json_object_set_new(json_array_get(arr, i), "rerank_score", json_real(hits[i].rerank_score));
     }
     embd_hits_free(hits, n);
-    return reply(out, 200, json_pack("{s:s, s:s, s:o}", "collection", coll, "model", a->model_name, "hits", arr));
+    json_t *res = json_pack("{s:s, s:s, s:o}", "collection", coll, "model", a->model_name, "hits", arr);
+    if (res && top_n) json_object_set_new(res, "rerank_model", json_string(embd_reranker_name(a->reranker)));
+    return reply(out, 200, res);
 }
 
 int embd_coll_api_handle(embd_coll_api *a, const char *method, const char *url, char *body, size_t len, char **out) {

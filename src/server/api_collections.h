@@ -11,9 +11,11 @@
 
 typedef struct embd_coll_api embd_coll_api;
 
-/* Opens (creating) the data directory. timeout: seconds one embedding job may take (0: none). */
+/* Opens (creating) the data directory. timeout: seconds one embedding job may take (0: none).
+ * rerank_model: a cross-encoder GGUF for `rerank` in searches, or NULL. */
 embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, embd_sched *sched,
-                                 const char *model_name, double timeout, size_t max_items, char *err, size_t errlen);
+                                 const char *model_name, double timeout, size_t max_items, const char *rerank_model,
+                                 int threads, char *err, size_t errlen);
 void embd_coll_api_free(embd_coll_api *a);
 
 /* One request whose path starts with /v1/collections (url decoded, body may be modified in

@@ -580,7 +580,8 @@ int embd_server_run(const embd_server_opts *opts) {
         goto out;
     }
     if (s->o.data_dir && !(s->coll = embd_coll_api_new(s->o.data_dir, s->model, s->sched, s->model_name,
-                                                       s->o.request_timeout, s->o.max_items, err, sizeof err))) {
+                                                       s->o.request_timeout, s->o.max_items, s->o.rerank_model,
+                                                       s->o.threads, err, sizeof err))) {
         fprintf(stderr, "embd: collections: %s\n", err);
         goto out;
     }

@@ -24,6 +24,7 @@ typedef struct {
     bool truncate;              /* default for requests that do not say */
     bool log_requests;          /* one stderr line per request */
     const char *data_dir;       /* collections (SQLite + FAISS) live here; NULL: /v1/collections off */
+    const char *rerank_model;   /* cross-encoder GGUF for collection search reranking, or NULL */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);

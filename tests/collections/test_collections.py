@@ -271,6 +271,70 @@ class Collections(unittest.TestCase):
         self.assertIn("--data-dir", r.error()["message"])
 
 
+class Rerank(unittest.TestCase):
+    """--rerank-model: a tiny random-weight cross-encoder reranks the vector hits; its scores must
+    be what `embd rerank` gives for the same (query, chunk) pairs."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.model = os.path.join(TMP, "tiny-rank.gguf")
+        tok = os.path.join(common.SHARED, "models", "ms-marco-MiniLM-L-12-v2", "tokenizer.json")
+        subprocess.run([sys.executable, os.path.join(common.SOURCE, "tools", "gen_random_model.py"), "--out", cls.model,
+                        "--shape", "tiny", "--pooling", "rank", "--std", "0.1", "--seed", "5", "--tokenizer", tok],
+                       check=True, capture_output=True)
+
+    def test_rerank_hits(self):
+        import json
+        import math
+        d = os.path.join(TMP, "rerank-data")
+        shutil.rmtree(d, ignore_errors=True)
+        srv = Server(*serve_args(d, "--rerank-model", self.model))
+        try:
+            def post(path, body):
+                return request(srv.port, "POST", path, body)
+            self.assertEqual(post("/v1/collections", {"name": "r"}).status, 201)
+            docs = [{"id": f"d{i}", "text": doc_text(i)} for i in range(8)]
+            self.assertEqual(post("/v1/collections/r/documents", {"documents": docs}).status, 200)
+            query = doc_text(3)
+            plain = post("/v1/collections/r/search", {"query": query, "k": 5}).json()["hits"]
+            r = post("/v1/collections/r/search", {"query": query, "k": 5, "rerank": {"top_n": 3, "model": "tiny-rank"}})
+            self.assertEqual(r.status, 200, r)
+            j = r.json()
+            self.assertEqual(j["rerank_model"], "tiny-rank")
+            hits = j["hits"]
+            self.assertEqual(len(hits), 3)
+            self.assertTrue({h["document_id"] for h in hits} <= {h["document_id"] for h in plain})
+            scores = [h["rerank_score"] for h in hits]
+            self.assertEqual(scores, sorted(scores, reverse=True))
+            # the same pairs through `embd rerank --raw`
+            cand = [h["text"] for h in plain]
+            lines = "".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(cand))
+            p = subprocess.run([BIN, "rerank", "-m", self.model, "-q", query, "--raw", "-t", "2"], input=lines,
+                               capture_output=True, text=True, timeout=300)
+            self.assertEqual(p.returncode, 0, p.stderr)
+            want = {cand[x["index"]]: 1 / (1 + math.exp(-x["score"])) for x in json.loads(p.stdout)["results"]}
+            for h in hits:
+                self.assertAlmostEqual(h["rerank_score"], want[h["text"]], places=4)
+            self.assertAlmostEqual(scores[0], max(want.values()), places=4)
+            # bad rerank requests
+            for rr in [{"top_n": 0}, {"top_n": 6}, {"top_n": "2"}, [1], {"model": 3}]:
+                self.assertEqual(post("/v1/collections/r/search", {"query": "x", "k": 5, "rerank": rr}).status, 422, rr)
+            r = post("/v1/collections/r/search", {"query": "x", "rerank": {"model": "other-reranker"}})
+            self.assertEqual((r.status, r.error()["type"]), (400, "no_reranker"))
+        finally:
+            srv.stop()
+
+    def test_rerank_model_must_be_a_cross_encoder(self):
+        p = subprocess.run([BIN, "serve", "--model", MODEL, "--port", "0", "--rerank-model", MODEL, "--data-dir",
+                            os.path.join(TMP, "rr-bad"), *serve_args("x")[2:]], capture_output=True, text=True, timeout=120)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("not a cross-encoder", p.stderr)
+        p = subprocess.run([BIN, "serve", "--model", MODEL, "--rerank-model", self.model], capture_output=True,
+                           text=True, timeout=60)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("--data-dir", p.stderr)
+
+
 class CLI(unittest.TestCase):
     def run_cli(self, *args, ok=True):
         p = subprocess.run([BIN, "collections", *args], capture_output=True, text=True, timeout=600)
