@@ -1,7 +1,6 @@
 /* `embd collections`: the collection pipeline without a server (same store and chunker as
  * /v1/collections; the encoder runs in this process). */
 #include <dirent.h>
-#include <errno.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -10,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "cli/cli.h"
+#include "cli/gitignore.h"
 #include "collections/ingest.h"
 #include "collections/reranker.h"
 #include "engine/embed.h"
@@ -22,7 +22,8 @@ static void usage(FILE *f) {
             "usage: embd collections <command> --data-dir DIR [options]\n\n"
             "  create NAME --model M.gguf [--chunk-size N] [--overlap N] [--code-aware] [--index flat|hnsw]\n"
             "  ingest NAME --model M.gguf PATH...   files, or directories walked recursively (hidden entries,\n"
-            "                                       binaries and files over 8 MiB skipped); document id = path\n"
+            "                                       .gitignore'd paths, binaries and files over 8 MiB skipped);\n"
+            "                                       document id = path\n"
             "  ingest NAME --model M.gguf --jsonl FILE   records {\"id\", \"text\", \"metadata\"}\n"
             "  search NAME --model M.gguf [--k N] [--filter JSON] [--rerank-model R.gguf [--top-n N]] QUERY\n"
             "                                       JSON hits on stdout (reranked: the best N of k by the cross-encoder)\n"
@@ -71,32 +72,37 @@ static int add_path(path_list *l, const char *p) {
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-/* Regular files under p, sorted, hidden entries skipped. */
-static int walk(const char *p, path_list *l, int depth) {
+/* Regular files under p, sorted; hidden entries and what .gitignore files exclude are skipped.
+ * Returns -1 only when p itself cannot be read or memory runs out. */
+static int walk(const char *p, path_list *l, int depth, embd_ignore *ig) {
     struct stat st;
     if (stat(p, &st)) {
         fprintf(stderr, "embd collections: cannot read %s\n", p);
-        return -1;
+        return depth ? 0 : -1;
     }
     if (S_ISREG(st.st_mode)) return add_path(l, p);
     if (!S_ISDIR(st.st_mode) || depth > 64) return 0;
     DIR *d = opendir(p);
     if (!d) return 0;
+    embd_ignore *top = embd_ignore_push(ig, p);
     path_list sub = {0};
-    for (struct dirent *e; (e = readdir(d));) {
+    int rc = 0;
+    for (struct dirent *e; !rc && (e = readdir(d));) {
         if (e->d_name[0] == '.') continue;
         char buf[4096];
         if (snprintf(buf, sizeof buf, "%s/%s", p, e->d_name) >= (int)sizeof buf) continue;
-        if (add_path(&sub, buf)) break;
+        struct stat es;
+        if (embd_ignored(top, buf, !stat(buf, &es) && S_ISDIR(es.st_mode))) continue;
+        rc = add_path(&sub, buf);
     }
     closedir(d);
     qsort(sub.paths, sub.n, sizeof *sub.paths, cmp_str);
-    int rc = 0;
     for (size_t i = 0; i < sub.n; i++) {
-        if (!rc) rc = walk(sub.paths[i], l, depth + 1) < 0 && errno == ENOMEM ? -1 : 0;
+        if (!rc) rc = walk(sub.paths[i], l, depth + 1, top);
         free(sub.paths[i]);
     }
     free(sub.paths);
+    embd_ignore_pop(top, ig);
     return rc;
 }
 
@@ -207,7 +213,7 @@ static int ingest_jsonl(const embd_coll_ctx *ctx, const char *coll, const char *
 static int ingest_paths(const embd_coll_ctx *ctx, const char *coll, char **paths, int n, bool quiet) {
     path_list files = {0};
     for (int i = 0; i < n; i++)
-        if (walk(paths[i], &files, 0) < 0) {
+        if (walk(paths[i], &files, 0, NULL) < 0) {
             for (size_t k = 0; k < files.n; k++) free(files.paths[k]);
             free(files.paths);
             return EMBD_EXIT_UNUSABLE;

@@ -347,10 +347,13 @@ class CLI(unittest.TestCase):
         src = os.path.join(TMP, "cli-src")
         shutil.rmtree(d, ignore_errors=True)
         shutil.rmtree(src, ignore_errors=True)
-        os.makedirs(os.path.join(src, "sub"))
-        os.makedirs(os.path.join(src, ".hidden"))
+        for sub in ("sub/deep", ".hidden", "build"):
+            os.makedirs(os.path.join(src, sub))
         texts = {"a.py": "def f(x):\n    return x + 1\n\n\ndef g(y):\n    return y * 2\n",
-                 "sub/b.md": "# Title\n\nsome prose about collections\n", ".hidden/c.txt": "hidden text"}
+                 "sub/b.md": "# Title\n\nsome prose about collections\n", ".hidden/c.txt": "hidden text",
+                 "build/out.txt": "ignored by the top .gitignore", "sub/notes.log": "ignored by name",
+                 "sub/keep.log": "kept by a negation", "sub/deep/x.tmp": "ignored by sub/.gitignore",
+                 ".gitignore": "# comment\n/build/\n*.log\n!keep.log\n", "sub/.gitignore": "deep/*.tmp\n"}
         for name, t in texts.items():
             with open(os.path.join(src, name), "w") as f:
                 f.write(t)
@@ -364,7 +367,10 @@ class CLI(unittest.TestCase):
         self.run_cli("ingest", "code", *base, "--quiet", src)
         import json
         info = json.loads(self.run_cli("info", "code", "--data-dir", d).stdout)
-        self.assertEqual(info["documents"], 2)  # hidden and binary files skipped
+        self.assertEqual(info["documents"], 3)  # hidden, binary and .gitignore'd files skipped
+        listed = self.run_cli("search", "code", *base, "--k", "50", "x").stdout.splitlines()
+        self.assertEqual(sorted({json.loads(l)["document_id"] for l in listed}),
+                         sorted(os.path.join(src, n) for n in ("a.py", "sub/b.md", "sub/keep.log")))
         self.assertEqual(info["vectors"], info["chunks"])
         out = self.run_cli("search", "code", *base, "--k", "1", texts["sub/b.md"]).stdout
         hit = json.loads(out.splitlines()[0])
@@ -388,7 +394,7 @@ class CLI(unittest.TestCase):
         finally:
             srv.stop()
         self.run_cli("delete", "code", "--data-dir", d, "--document", os.path.join(src, "a.py"))
-        self.assertEqual(json.loads(self.run_cli("info", "code", "--data-dir", d).stdout)["documents"], 1)
+        self.assertEqual(json.loads(self.run_cli("info", "code", "--data-dir", d).stdout)["documents"], 2)
         self.run_cli("delete", "code", "--data-dir", d)
         self.assertEqual(self.run_cli("list", "--data-dir", d).stdout, "")
 
