@@ -606,6 +606,16 @@ void embd_hits_free(embd_hit *h, size_t n) {
     free(h);
 }
 
+typedef struct {
+    int64_t id;
+    size_t pos;
+} id_pos;
+
+static int by_id(const void *a, const void *b) {
+    const id_pos *x = a, *y = b;
+    return x->id < y->id ? -1 : x->id > y->id;
+}
+
 /* Rows for the candidate ids that pass the filter, in the candidates' (score) order. */
 static int fetch_hits(embd_store *s, const embd_coll_info *c, const int64_t *ids, const float *scores, size_t n,
                       const embd_filter *f, size_t k, embd_hit *out, size_t *nout, char *err, size_t errlen) {
@@ -634,15 +644,17 @@ static int fetch_hits(embd_store *s, const embd_coll_info *c, const int64_t *ids
         sqlite3_bind_text(st, 2, ids_json, -1, SQLITE_STATIC);
         embd_filter_bind(f, st, 3);
         embd_hit *tmp = calloc(n ? n : 1, sizeof *tmp);
-        if (!tmp) rc = embd_fail(err, errlen, "out of memory");
+        id_pos *order = malloc((n ? n : 1) * sizeof *order); /* id -> candidate position */
+        if (!tmp || !order) rc = embd_fail(err, errlen, "out of memory");
+        for (size_t i = 0; !rc && i < n; i++) order[i] = (id_pos){ids[i], i};
+        if (!rc) qsort(order, n, sizeof *order, by_id);
         while (!rc && sqlite3_step(st) == SQLITE_ROW) {
-            int64_t id = sqlite3_column_int64(st, 0);
-            size_t pos = 0;
-            while (pos < n && ids[pos] != id) pos++;
-            if (pos == n) continue;
-            embd_hit *h = &tmp[pos];
+            id_pos key = {sqlite3_column_int64(st, 0), 0}, *at = bsearch(&key, order, n, sizeof *order, by_id);
+            if (!at || tmp[at->pos].doc_id) continue;
+            int64_t id = key.id;
+            embd_hit *h = &tmp[at->pos];
             h->chunk_id = id;
-            h->score = scores[pos];
+            h->score = scores[at->pos];
             h->doc_id = strdup((const char *)sqlite3_column_text(st, 1));
             h->text = strdup((const char *)sqlite3_column_text(st, 2));
             h->metadata = strdup((const char *)sqlite3_column_text(st, 3));
@@ -659,6 +671,7 @@ static int fetch_hits(embd_store *s, const embd_coll_info *c, const int64_t *ids
             else free(tmp[i].doc_id), free(tmp[i].text), free(tmp[i].metadata);
         }
         free(tmp);
+        free(order);
     }
     sqlite3_finalize(st);
     free(sql);
