@@ -96,7 +96,7 @@ static int walk(const char *p, path_list *l, int depth, embd_ignore *ig) {
         rc = add_path(&sub, buf);
     }
     closedir(d);
-    qsort(sub.paths, sub.n, sizeof *sub.paths, cmp_str);
+    if (sub.n) qsort(sub.paths, sub.n, sizeof *sub.paths, cmp_str);
     for (size_t i = 0; i < sub.n; i++) {
         if (!rc) rc = walk(sub.paths[i], l, depth + 1, top);
         free(sub.paths[i]);
