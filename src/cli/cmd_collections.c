@@ -140,11 +140,13 @@ static char *read_text(const char *path, size_t *len) {
 static int status_of(int rc) { return rc == EMBD_STORE_ERR ? EMBD_EXIT_UNUSABLE : rc ? EMBD_EXIT_USAGE : EMBD_EXIT_OK; }
 
 static json_t *info_json(const embd_coll_info *c) {
-    return json_pack("{s:s, s:s, s:i, s:I, s:I, s:b, s:s, s:I, s:I, s:I}", "name", c->name, "model", c->model,
-                     "dimensions", c->dims, "chunk_size", (json_int_t)c->opts.chunk_size, "overlap",
-                     (json_int_t)c->opts.overlap, "code_aware", c->opts.code_aware, "index",
-                     c->opts.index == EMBD_VINDEX_HNSW ? "hnsw" : "flat", "documents", (json_int_t)c->n_documents,
-                     "chunks", (json_int_t)c->n_chunks, "vectors", (json_int_t)c->n_vectors);
+    json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:I, s:b, s:s, s:I, s:I}", "name", c->name, "model", c->model,
+                          "dimensions", c->dims, "chunk_size", (json_int_t)c->opts.chunk_size, "overlap",
+                          (json_int_t)c->opts.overlap, "code_aware", c->opts.code_aware, "index",
+                          c->opts.index == EMBD_VINDEX_HNSW ? "hnsw" : "flat", "documents",
+                          (json_int_t)c->n_documents, "chunks", (json_int_t)c->n_chunks);
+    if (j && c->n_vectors >= 0) json_object_set_new(j, "vectors", json_integer(c->n_vectors)); /* index loaded */
+    return j;
 }
 
 static void print_json(json_t *j) {

@@ -111,11 +111,12 @@ static int embed_job(embd_coll_api *a, const char *const *texts, const size_t *l
 static int sched_embed(void *ud, const char *const *texts, const size_t *lens, size_t n, float *out, char *err,
                        size_t errlen) {
     embd_coll_api *a = ud;
-    const double deadline = a->timeout > 0 ? embd_now() + a->timeout : 0;
     const size_t H = (size_t)a->model->info.n_embd;
     size_t step = JOB_ITEMS;
     for (size_t i = 0; i < n;) {
         size_t m = n - i < step ? n - i : step;
+        /* per job, so a large ingest is bounded by progress, not by its total size */
+        const double deadline = a->timeout > 0 ? embd_now() + a->timeout : 0;
         int rc = embed_job(a, texts + i, lens + i, m, out + i * H, deadline, err, errlen);
         if (rc == 1 && m > 1) { /* more than the queue may ever hold: smaller jobs */
             step = m / 2;
