@@ -41,6 +41,7 @@ struct embd_store {
     sqlite3 *db;
     char *dir;
     loaded *idx;
+    int64_t data_version; /* SQLite's: moves when another connection (process) commits */
 };
 
 bool embd_store_valid_name(const char *name) {
@@ -170,6 +171,20 @@ static void forget_loaded(embd_store *s, int64_t id) {
         }
 }
 
+/* Another process (the CLI beside a server) committed: loaded indexes may be stale, so they are
+ * loaded and checked again on next use. */
+static void refresh_if_changed(embd_store *s) {
+    sqlite3_stmt *st = NULL;
+    if (sqlite3_prepare_v2(s->db, "PRAGMA data_version", -1, &st, NULL) != SQLITE_OK) return;
+    if (sqlite3_step(st) == SQLITE_ROW) {
+        int64_t v = sqlite3_column_int64(st, 0);
+        if (v != s->data_version)
+            while (s->idx) forget_loaded(s, s->idx->coll_id);
+        s->data_version = v;
+    }
+    sqlite3_finalize(st);
+}
+
 /* A fresh index filled from the vectors in SQLite. */
 static embd_vindex *rebuild(embd_store *s, const embd_coll_info *c, char *err, size_t errlen) {
     embd_vindex *v = embd_vindex_new(c->dims, c->opts.index, 0, err, errlen);
@@ -216,6 +231,7 @@ static embd_vindex *rebuild(embd_store *s, const embd_coll_info *c, char *err, s
 /* The collection's index, loaded and checked against SQLite on first use; rebuilt (and saved)
  * when the file is missing, unreadable or out of step. */
 static embd_vindex *get_index(embd_store *s, const embd_coll_info *c, bool *rebuilt, char *err, size_t errlen) {
+    refresh_if_changed(s);
     loaded *l = find_loaded(s, c->id);
     if (l) return l->v;
     sqlite3_stmt *st = NULL;

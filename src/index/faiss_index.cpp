@@ -127,7 +127,8 @@ int embd_vindex_search(const embd_vindex *v, const float *q, size_t k, float *sc
 }
 
 int embd_vindex_write(const embd_vindex *v, const char *path, char *err, size_t errlen) {
-    std::string tmp = std::string(path) + ".tmp";
+    // per process: two processes saving the same collection must not share a temp file
+    std::string tmp = std::string(path) + ".tmp." + std::to_string(getpid());
     FILE *f = std::fopen(tmp.c_str(), "wb");
     if (!f) {
         std::string m = "cannot write " + tmp + ": " + std::strerror(errno);

@@ -34,7 +34,7 @@ int embd_vindex_remove(embd_vindex *v, size_t n, const int64_t *ids, size_t *rem
 int embd_vindex_search(const embd_vindex *v, const float *q, size_t k, float *scores, int64_t *ids, char *err,
                        size_t errlen);
 
-/* Durable save: written to path.tmp, fsynced, renamed over path. */
+/* Durable save: written to path.tmp.<pid>, fsynced, renamed over path. */
 int embd_vindex_write(const embd_vindex *v, const char *path, char *err, size_t errlen);
 embd_vindex *embd_vindex_read(const char *path, char *err, size_t errlen);
 

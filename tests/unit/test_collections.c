@@ -118,7 +118,9 @@ static void test_flat_matches_brute_force(void **st) {
     char path[4200];
     snprintf(path, sizeof path, "%s/x.faiss", tmpdir);
     assert_int_equal(embd_vindex_write(v, path, err, sizeof err), 0);
-    assert_int_equal(access((strcat(strcpy((char[4300]){0}, path), ".tmp")), F_OK), -1);
+    char tmp[4400];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    assert_int_equal(access(tmp, F_OK), -1);
     embd_vindex *r = embd_vindex_read(path, err, sizeof err);
     assert_non_null(r);
     assert_int_equal(embd_vindex_count(r), N - 2);
@@ -427,6 +429,7 @@ static void test_store_lifecycle(void **st) {
 
     /* reopen: the saved index matches, no rebuild */
     s = embd_store_open(tmpdir, err, sizeof err);
+    embd_store *other = embd_store_open(tmpdir, err, sizeof err); /* a second process, in effect */
     assert_int_equal(embd_store_info(s, "docs", &info, &rebuilt, err, sizeof err), 0);
     assert_false(rebuilt);
     assert_int_equal(info.n_vectors, 2);
@@ -436,6 +439,18 @@ static void test_store_lifecycle(void **st) {
     assert_int_equal(nall, 1);
     assert_string_equal(all[0].name, "docs");
     free(all);
+    /* a commit through the other connection is seen here although this index was loaded before */
+    static doc_buf o2;
+    make_doc(&o2, "from-other", NULL, 1, 77);
+    assert_int_equal(embd_store_put(other, "docs", "m", DIMS, &o2.d, 1, err, sizeof err), 0);
+    n = search(s, "docs", o2.vec, 1, NULL, &h);
+    assert_string_equal(h[0].doc_id, "from-other");
+    embd_hits_free(h, n);
+    assert_int_equal(embd_store_delete_doc(s, "docs", "from-other", err, sizeof err), 0);
+    n = search(other, "docs", o2.vec, 5, NULL, &h);
+    for (size_t i = 0; i < n; i++) assert_string_not_equal(h[i].doc_id, "from-other");
+    embd_hits_free(h, n);
+    embd_store_close(other);
 
     /* a commit whose index save never happened (a crash in between): stale file -> rebuilt */
     setenv("EMBD_TEST_SKIP_INDEX_SAVE", "1", 1);
