@@ -4,7 +4,7 @@
 set -euo pipefail
 PKGS=(
   build-essential cmake git pkg-config clang libclang-rt-14-dev libcmocka-dev
-  libjansson-dev libutf8proc-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev
+  libjansson-dev libutf8proc-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libfaiss-dev libblas-dev liblapack-dev
   python3 python3-numpy python3-yaml ca-certificates
   libhiredis-dev redis-server
 )

@@ -18,5 +18,6 @@ int cmd_rerank(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
+int cmd_collections(int argc, char **argv);
 
 #endif

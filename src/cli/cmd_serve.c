@@ -145,6 +145,9 @@ int cmd_serve(int argc, char **argv) {
         {"spool", "EMBD_SPOOL", "spool directory: run bulk jobs, serve /v1/jobs (see embd jobs)", T_STR, &o.spool_dir},
         {"jobs-stale-timeout", "EMBD_JOBS_STALE_TIMEOUT", "seconds before a dead worker's job is taken over (30)",
          T_SECONDS, &o.jobs_stale_timeout},
+        {"data-dir", "EMBD_DATA_DIR", "collections (/v1/collections) are stored here", T_STR, &o.data_dir},
+        {"rerank-model", "EMBD_RERANK_MODEL", "cross-encoder GGUF for collection search rerank", T_STR,
+         &o.rerank_model},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];
@@ -202,6 +205,10 @@ int cmd_serve(int argc, char **argv) {
         return EMBD_EXIT_UNUSABLE;
     }
     embd_auth_free(auth);
+    if (o.rerank_model && !o.data_dir) {
+        fprintf(stderr, "embd serve: --rerank-model reranks collection searches: it needs --data-dir\n");
+        return EMBD_EXIT_USAGE;
+    }
     char path[4096];
     if (!o.model_path) {
         if (embd_default_model(path, sizeof path, err, sizeof err)) {

@@ -11,6 +11,7 @@ static void usage(FILE *f) {
             "  serve     HTTP server: OpenAI/TEI embeddings, tokenize, metrics (embd serve --help)\n"
             "  embed     embed texts from JSONL or plain lines (embd embed --help)\n"
             "  rerank    score documents against a query with a cross-encoder (embd rerank --help)\n"
+            "  collections  ingest, chunk, embed, index and search documents (embd collections --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
             "  convert   Hugging Face model directory -> GGUF (embd convert --help)\n"
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "jobs")) return cmd_jobs(argc - 1, argv + 1);
+    if (!strcmp(cmd, "collections")) return cmd_collections(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;

@@ -19,6 +19,7 @@
 #include "server/guard.h"
 #include "server/json_depth.h"
 #include "server/jobs.h"
+#include "server/api_collections.h"
 #include "server/metrics.h"
 #include "server/ratelimit.h"
 #include "util/sys.h"
@@ -35,6 +36,7 @@ typedef struct {
     embd_auth *auth;
     embd_ratelimit *rl;
     embd_guard *guard;
+    embd_coll_api *coll; /* NULL without --data-dir */
     embd_api_limits lim;
     embd_jobs *jobs; /* --spool: bulk jobs */
     char model_name[256];
@@ -42,7 +44,7 @@ typedef struct {
     _Atomic long active; /* requests between their first byte and their completion */
 } server;
 
-typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_JOBS, R_OTHER } route;
+typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_JOBS, R_COLLECTIONS, R_OTHER } route;
 
 static const struct {
     const char *path;
@@ -53,6 +55,7 @@ static const struct {
     [R_TOKENIZE] = {"/tokenize", "POST"},        [R_INFO] = {"/info", "GET"},
     [R_HEALTH] = {"/health", "GET"},             [R_METRICS] = {"/metrics", "GET"},
     [R_JOBS] = {"/v1/jobs", NULL}, /* a prefix; api_jobs.c routes and checks methods */
+    [R_COLLECTIONS] = {"/v1/collections", NULL}, /* a prefix; api_collections.c routes the rest */
     [R_OTHER] = {"other", NULL},
 };
 
@@ -84,6 +87,7 @@ static route route_of(const char *url) {
     for (int r = 0; r < R_OTHER; r++)
         if (!strcmp(url, ROUTES[r].path)) return (route)r;
     if (!strncmp(url, "/v1/jobs/", 9)) return R_JOBS;
+    if (!strncmp(url, "/v1/collections/", 16)) return R_COLLECTIONS;
     return R_OTHER;
 }
 
@@ -476,6 +480,13 @@ static enum MHD_Result handle_tokenize(req *q, json_t *root, bool bad_utf8) {
     return body ? send_json(q, 200, body) : send_error(q, &e, NULL);
 }
 
+static enum MHD_Result handle_collections(req *q) {
+    if (!q->s->coll) return fail(q, 404, "not_found", "%s", "collections are off: start the server with --data-dir DIR");
+    char *body = NULL;
+    int status = embd_coll_api_handle(q->s->coll, q->method, q->url, q->body ? q->body : (char[1]){0}, q->len, &body);
+    return send_json(q, status, body);
+}
+
 /* ---- libmicrohttpd callbacks ------------------------------------------------------------- */
 
 static enum MHD_Result dispatch(req *q) {
@@ -507,6 +518,7 @@ static enum MHD_Result dispatch(req *q) {
         return fail(q, 400, "not_an_embedding_model",
                     "model '%s' is a cross-encoder: it scores (query, document) pairs on /rerank and /v1/rerank",
                     s->model_name);
+    if (q->r == R_COLLECTIONS) return handle_collections(q);
     if (s->o.max_json_depth > 0 && embd_json_too_deep(q->body, q->len, s->o.max_json_depth)) {
         char d[16];
         snprintf(d, sizeof d, "%d", s->o.max_json_depth);
@@ -743,6 +755,12 @@ int embd_server_run(const embd_server_opts *opts) {
         fprintf(stderr, "embd: %s\n", err);
         goto out;
     }
+    if (s->o.data_dir && !(s->coll = embd_coll_api_new(s->o.data_dir, s->model, s->sched, s->model_name,
+                                                       s->o.request_timeout, s->o.max_items, s->o.rerank_model,
+                                                       s->o.threads, err, sizeof err))) {
+        fprintf(stderr, "embd: collections: %s\n", err);
+        goto out;
+    }
     s->lim = (embd_api_limits){.max_items = s->o.max_items,
                                .max_input_chars = s->o.max_input_chars,
                                .default_truncate = s->o.truncate,
@@ -790,6 +808,7 @@ out:
         MHD_stop_daemon(s->d);
     }
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
+    embd_coll_api_free(s->coll);
     embd_sched_free(s->sched);
     if (exit_code == 0) fprintf(stderr, "embd: stopped\n");
     embd_encoder_free(s->enc);

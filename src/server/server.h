@@ -33,6 +33,8 @@ typedef struct {
     int max_json_depth;         /* nesting of [ and {; 0: jansson's own 2048 */
     const char *spool_dir;      /* bulk jobs (/v1/jobs and a runner thread); NULL: off */
     double jobs_stale_timeout;  /* seconds before a dead process's job is taken over; 0: 30 */
+    const char *data_dir;       /* collections (SQLite + FAISS) live here; NULL: /v1/collections off */
+    const char *rerank_model;   /* cross-encoder GGUF for collection search reranking, or NULL */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
