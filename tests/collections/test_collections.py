@@ -329,7 +329,7 @@ class Rerank(unittest.TestCase):
                             os.path.join(TMP, "rr-bad"), *serve_args("x")[2:]], capture_output=True, text=True, timeout=120)
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("not a cross-encoder", p.stderr)
-        p = subprocess.run([BIN, "serve", "--model", MODEL, "--rerank-model", self.model], capture_output=True,
+        p = subprocess.run([BIN, "serve", "--insecure", "--model", MODEL, "--rerank-model", self.model], capture_output=True,
                            text=True, timeout=60)
         self.assertEqual(p.returncode, 1, p.stderr)
         self.assertIn("--data-dir", p.stderr)
