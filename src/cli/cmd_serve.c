@@ -112,6 +112,10 @@ int cmd_serve(int argc, char **argv) {
         {"no-truncate", "EMBD_NO_TRUNCATE", "over-long inputs are errors unless a request says truncate", T_BOOL,
          &no_truncate},
         {"log-requests", "EMBD_LOG_REQUESTS", "one stderr line per request", T_BOOL, &o.log_requests},
+        {"workers", "EMBD_WORKERS", "inference worker processes; 0 = in the server process (default 1)", T_INT,
+         &o.workers},
+        {"worker-timeout", "EMBD_WORKER_TIMEOUT", "seconds without a heartbeat before a busy worker is replaced (default 10)",
+         T_SECONDS, &o.worker_timeout},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];

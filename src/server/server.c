@@ -17,6 +17,7 @@
 #include "server/api.h"
 #include "server/metrics.h"
 #include "util/sys.h"
+#include "worker/supervisor.h"
 
 enum { ST_LOADING, ST_READY, ST_DRAINING };
 
@@ -24,7 +25,9 @@ typedef struct {
     embd_server_opts o;
     struct MHD_Daemon *d;
     embd_model *model;
-    embd_encoder *enc;
+    embd_encoder *enc; /* in-process inference (--workers 0) */
+    embd_sup *sup;     /* else: supervised worker processes */
+    int threads;       /* compute threads in all */
     embd_sched *sched;
     embd_metrics *metrics;
     embd_api_limits lim;
@@ -250,7 +253,7 @@ static enum MHD_Result handle_info(req *q) {
         (json_int_t)s->o.sched.max_batch_tokens, "max_client_batch_size", (json_int_t)s->o.max_items, "max_input_chars",
         (json_int_t)s->o.max_input_chars, "max_queue_tokens", (json_int_t)s->o.sched.max_queue_tokens,
         "max_queue_items", (json_int_t)s->o.sched.max_queue_items, "request_timeout_s", s->o.request_timeout,
-        "threads", embd_encoder_threads(s->enc), "version", EMBD_VERSION, "auto_truncate", s->o.truncate);
+        "threads", s->threads, "version", EMBD_VERSION, "auto_truncate", s->o.truncate);
     char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
     json_decref(j);
     return send_json(q, 200, body);
@@ -406,6 +409,8 @@ void embd_server_opts_default(embd_server_opts *o) {
     o->request_timeout = 60;
     o->shutdown_grace = 30;
     o->truncate = true;
+    o->workers = 1;
+    o->worker_timeout = 10;
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, char *err, size_t errlen) {
@@ -417,6 +422,31 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, char
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     return 0;
+}
+
+/* The scheduler on in-process inference or on supervised workers (--workers N). */
+static void start_inference(server *s, char *err, size_t errlen) {
+    embd_executor x;
+    if (s->o.workers > 0) {
+        embd_sup_opts so;
+        embd_sup_opts_default(&so);
+        so.workers = s->o.workers;
+        so.model_path = s->o.model_path;
+        so.tokenizer_json = s->o.tokenizer_json;
+        so.threads = s->o.threads;
+        so.n_embd = s->model->info.n_embd;
+        so.heartbeat_timeout = s->o.worker_timeout;
+        if (so.heartbeat_interval * 4 > so.heartbeat_timeout) so.heartbeat_interval = so.heartbeat_timeout / 4;
+        so.metrics = s->metrics;
+        if (!(s->sup = embd_sup_new(&so, err, errlen))) return;
+        embd_sup_executor(s->sup, &x);
+        s->threads = embd_sup_threads(s->sup) * s->o.workers;
+    } else {
+        if (!(s->enc = embd_encoder_new(s->model, s->o.threads, err, errlen))) return;
+        embd_executor_inproc(&x, s->enc);
+        s->threads = embd_encoder_threads(s->enc);
+    }
+    s->sched = embd_sched_new_exec(&x, &s->o.sched, s->metrics, err, errlen);
 }
 
 static void wait_idle(server *s, double until) {
@@ -468,8 +498,7 @@ int embd_server_run(const embd_server_opts *opts) {
 
     embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json};
     s->model = embd_model_load(s->o.model_path, &mp, err, sizeof err);
-    if (s->model) s->enc = embd_encoder_new(s->model, s->o.threads, err, sizeof err);
-    if (s->enc) s->sched = embd_sched_new(s->enc, &s->o.sched, s->metrics, err, sizeof err);
+    if (s->model) start_inference(s, err, sizeof err);
     if (!s->sched) {
         fprintf(stderr, "embd: %s\n", err);
         goto out;
@@ -483,8 +512,8 @@ int embd_server_run(const embd_server_opts *opts) {
                                .model_name = s->model_name};
     atomic_store(&s->state, ST_READY);
     fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
-            s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, embd_encoder_threads(s->enc),
-            s->o.host, port);
+            s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, s->threads, s->o.host,
+            port);
 
     int sig = 0;
     sigwait(&sigs, &sig);
@@ -507,6 +536,7 @@ out:
     }
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     embd_sched_free(s->sched);
+    embd_sup_free(s->sup); /* after the scheduler: no batch is running; reaps every worker */
     if (exit_code == 0) fprintf(stderr, "embd: stopped\n");
     embd_encoder_free(s->enc);
     embd_model_free(s->model);

@@ -23,6 +23,8 @@ typedef struct {
     double shutdown_grace;      /* seconds in-flight requests get after SIGTERM/SIGINT */
     bool truncate;              /* default for requests that do not say */
     bool log_requests;          /* one stderr line per request */
+    int workers;                /* inference worker processes; 0: in this process (src/worker) */
+    double worker_timeout;      /* seconds of heartbeat silence before a busy worker is replaced */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
