@@ -10,7 +10,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-30}
 JOBS=${JOBS:-$(nproc)}
 B=build-fuzz
-TARGETS=(fuzz_tokenizer fuzz_jsonfix fuzz_tokenizer_json fuzz_gguf_model fuzz_reader_line fuzz_api_request)
+TARGETS=(fuzz_tokenizer fuzz_jsonfix fuzz_tokenizer_json fuzz_gguf_model fuzz_reader_line fuzz_api_request fuzz_worker_proto)
 declare -A DICT=([fuzz_jsonfix]=json [fuzz_tokenizer_json]=json [fuzz_reader_line]=json [fuzz_gguf_model]=gguf [fuzz_api_request]=json)
 
 # Debug: nothing defines NDEBUG; fuzz/CMakeLists.txt adds -O1 -g and the sanitizers.
