@@ -17,6 +17,7 @@
 #include "server/api.h"
 #include "server/metrics.h"
 #include "util/sys.h"
+#include "worker/governor.h"
 #include "worker/supervisor.h"
 
 enum { ST_LOADING, ST_READY, ST_DRAINING };
@@ -411,6 +412,7 @@ void embd_server_opts_default(embd_server_opts *o) {
     o->truncate = true;
     o->workers = 1;
     o->worker_timeout = 10;
+    o->min_batch = 64;
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, char *err, size_t errlen) {
@@ -438,6 +440,16 @@ static void start_inference(server *s, char *err, size_t errlen) {
         so.heartbeat_timeout = s->o.worker_timeout;
         if (so.heartbeat_interval * 4 > so.heartbeat_timeout) so.heartbeat_interval = so.heartbeat_timeout / 4;
         so.metrics = s->metrics;
+        if (s->o.max_memory_percent > 100) {
+            embd_fail(err, errlen, "--max-memory-percent must be at most 100");
+            return;
+        }
+        double pct = s->o.max_memory_percent > 0 ? s->o.max_memory_percent : 70;
+        so.mem_budget = embd_mem_budget(s->o.max_memory, pct, so.mem_budget_why, sizeof so.mem_budget_why);
+        /* measured at start-up when the budget is the user's or the container's, not a roomy default */
+        so.calibrate = s->o.max_memory || s->o.max_memory_percent > 0 || !strcmp(so.mem_budget_why, "cgroup memory limit");
+        so.max_batch = s->o.max_batch ? s->o.max_batch : s->o.sched.pass_tokens;
+        so.min_batch = s->o.min_batch < so.max_batch ? s->o.min_batch : so.max_batch;
         if (!(s->sup = embd_sup_new(&so, err, errlen))) return;
         embd_sup_executor(s->sup, &x);
         s->threads = embd_sup_threads(s->sup) * s->o.workers;

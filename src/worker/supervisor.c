@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
@@ -18,6 +19,7 @@
 #include "server/metrics.h"
 #include "util/sys.h"
 #include "worker/cgroup.h"
+#include "worker/governor.h"
 #include "worker/protocol.h"
 
 extern char **environ;
@@ -38,7 +40,18 @@ struct embd_sup {
     wslot *w;
     _Atomic int alive;
     _Atomic long long oom_seen; /* cgroup oom_kill count at the last look */
+    int n_ctx, n_vocab;
+    size_t hello_rss; /* a fresh worker's RSS */
+    embd_gov *gov; /* NULL: no memory budget */
+    /* emergency mode after repeated OOM kills: one batch at a time, smallest passes */
+    pthread_mutex_t emu;
+    double oom_times[2]; /* the last two OOM kills */
+    double emergency_until;
+    bool emergency_on;
 };
+
+#define EMERGENCY_WINDOW 60.0 /* two OOM kills within this enter emergency mode ... */
+#define EMERGENCY_STABLE 60.0 /* ... which ends after this long without one */
 
 void embd_sup_opts_default(embd_sup_opts *o) {
     memset(o, 0, sizeof *o);
@@ -200,6 +213,9 @@ static int spawn(embd_sup *s, wslot *w, char *err, size_t errlen) {
     embd_proto_hello h;
     if (r == 1 && f.type == EMBD_MSG_HELLO && embd_proto_get_hello(&f, &h, e, sizeof e) == 0) {
         if (h.n_embd == s->o.n_embd) {
+            s->n_ctx = h.n_ctx;
+            s->n_vocab = h.n_vocab;
+            if (h.rss > s->hello_rss) s->hello_rss = (size_t)h.rss;
             w->starts++;
             logev("event=worker_start worker=%d pid=%d threads=%d start=%d rss_mib=%.1f", w->index, (int)pid,
                   h.threads, w->starts, (double)h.rss / (1 << 20));
@@ -234,6 +250,20 @@ static void lost(embd_sup *s, wslot *w, bool kill_now, const char *why, const ch
     logev("event=worker_lost worker=%d pid=%d cause=%s items=%zu detail=%s", w->index, (int)pid, cause, items,
           q(qb, sizeof qb, det));
     count(s, "embd_worker_exits_total", "Inference workers lost while running a batch, by cause.", "cause", cause);
+    if (!strcmp(cause, "oom")) {
+        if (s->gov) embd_gov_pressure(s->gov);
+        pthread_mutex_lock(&s->emu);
+        double now = embd_now();
+        s->oom_times[0] = s->oom_times[1];
+        s->oom_times[1] = now;
+        if (s->oom_times[0] > 0 && now - s->oom_times[0] < EMERGENCY_WINDOW) {
+            s->emergency_until = now + EMERGENCY_STABLE;
+            if (!s->emergency_on) logev("event=emergency_mode state=on reason=\"2 OOM kills within %.0f s\"",
+                                        EMERGENCY_WINDOW);
+            s->emergency_on = true;
+        }
+        pthread_mutex_unlock(&s->emu);
+    }
     char err[512];
     if (spawn(s, w, err, sizeof err)) logev("event=worker_start_failed worker=%d detail=%s", w->index, q(qb, sizeof qb, err));
 }
@@ -241,8 +271,8 @@ static void lost(embd_sup *s, wslot *w, bool kill_now, const char *why, const ch
 enum { RAN = 0, LOST = -1, NO_WORKER = -2 };
 
 /* Runs items [lo, hi) of b on w once. */
-static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size_t hi, float *out, embd_item *res,
-                     char *why, size_t whylen) {
+static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size_t hi, size_t pass, float *out,
+                     embd_item *res, uint64_t *peak, char *why, size_t whylen) {
     for (int tries = 0; w->pid <= 0; tries++) {
         if (tries == 3) return NO_WORKER;
         if (tries) {
@@ -256,7 +286,7 @@ static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size
     uint64_t id = ++w->next_id;
     w->wb.len = 0;
     w->wb.oom = false;
-    embd_proto_put_batch(&w->wb, id, n, width, b->pooling, b->pass_tokens, b->ids + lo, b->lens + lo,
+    embd_proto_put_batch(&w->wb, id, n, width, b->pooling, pass, b->ids + lo, b->lens + lo,
                          b->n_first ? b->n_first + lo : NULL);
     char e[512];
     if (embd_proto_write(w->fd, &w->wb, e, sizeof e)) {
@@ -288,12 +318,40 @@ static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size
         deadline = embd_now() + s->o.heartbeat_timeout;
         if (f.type == EMBD_MSG_HEARTBEAT) continue;
         if (f.type == EMBD_MSG_RESULT &&
-            embd_proto_get_result(&f, id, n, width, out + lo * (size_t)width, res + lo, NULL, e, sizeof e) == 0)
+            embd_proto_get_result(&f, id, n, width, out + lo * (size_t)width, res + lo, peak, e, sizeof e) == 0)
             return RAN;
         if (f.type != EMBD_MSG_RESULT) snprintf(e, sizeof e, "unexpected frame type %u", f.type);
         lost(s, w, true, "protocol", e, n);
         snprintf(why, whylen, "worker lost: %.400s", e);
         return LOST;
+    }
+}
+
+/* Whether emergency mode is on (and leaves it after a stable period). */
+static bool emergency(embd_sup *s) {
+    pthread_mutex_lock(&s->emu);
+    if (s->emergency_on && embd_now() > s->emergency_until) {
+        s->emergency_on = false;
+        logev("event=emergency_mode state=off stable_s=%.0f", EMERGENCY_STABLE);
+    }
+    bool on = s->emergency_on;
+    pthread_mutex_unlock(&s->emu);
+    return on;
+}
+
+static void govern(embd_sup *s, wslot *w, size_t tokens, uint64_t peak) {
+    int ch = embd_gov_observe(s->gov, tokens, (size_t)peak);
+    size_t limit = embd_gov_limit(s->gov);
+    if (ch < 0)
+        logev("event=memory_pressure worker=%d peak_mib=%.1f share_mib=%.1f batch_tokens=%zu", w->index,
+              (double)peak / (1 << 20), (double)embd_gov_share(s->gov) / (1 << 20), limit);
+    else if (ch > 0)
+        logev("event=batch_grow worker=%d peak_mib=%.1f batch_tokens=%zu", w->index, (double)peak / (1 << 20), limit);
+    if (s->o.metrics) {
+        embd_metrics_gauge(s->o.metrics, "embd_batch_tokens_limit",
+                           "Adaptive forward-pass size (tokens) chosen by the memory governor.", (double)limit);
+        embd_metrics_gauge(s->o.metrics, "embd_worker_peak_memory_bytes",
+                           "Highest peak RSS of an inference worker during a batch.", (double)s->gov->peak);
     }
 }
 
@@ -308,10 +366,21 @@ static void fail_items(embd_item *res, size_t lo, size_t hi, const char *fmt, co
  * gets poison_after tries. */
 static void run_range(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size_t hi, float *out, embd_item *res,
                       uint8_t *deaths) {
+    size_t max_len = 0, tokens = 0;
+    for (size_t i = lo; i < hi; i++) {
+        tokens += b->lens[i];
+        if (b->lens[i] > max_len) max_len = b->lens[i];
+    }
     for (;;) {
         char why[512] = "";
-        int rc = try_batch(s, w, b, lo, hi, out, res, why, sizeof why);
-        if (rc == RAN) return;
+        size_t pass = s->gov ? embd_gov_pass_tokens(s->gov, max_len) : b->pass_tokens;
+        if (emergency(s)) pass = max_len > s->o.min_batch ? max_len : s->o.min_batch;
+        uint64_t peak = 0;
+        int rc = try_batch(s, w, b, lo, hi, pass, out, res, &peak, why, sizeof why);
+        if (rc == RAN) {
+            if (s->gov) govern(s, w, pass < tokens ? pass : tokens, peak);
+            return;
+        }
         if (rc == NO_WORKER) {
             fail_items(res, lo, hi, "no inference worker: %.100s", why);
             return;
@@ -342,9 +411,70 @@ static int sup_run(void *ud, int lane, const embd_batch *b, float *out, embd_ite
     uint8_t *deaths = calloc(b->n ? b->n : 1, 1);
     if (!deaths) return embd_fail(err, errlen, "out of memory");
     memset(out, 0, b->n * (size_t)s->o.n_embd * sizeof *out);
+    bool serial = emergency(s);
+    static pthread_mutex_t one_at_a_time = PTHREAD_MUTEX_INITIALIZER;
+    if (serial) pthread_mutex_lock(&one_at_a_time);
     run_range(s, &s->w[lane], b, 0, b->n, out, res, deaths);
+    if (serial) pthread_mutex_unlock(&one_at_a_time);
     free(deaths);
     return 0;
+}
+
+/* One synthetic batch of n sequences of len tokens on worker 0: its peak RSS, 0 on failure. */
+static size_t calib_run(embd_sup *s, size_t n, size_t len) {
+    int32_t *ids = malloc(len * sizeof *ids);
+    const int32_t **pp = malloc(n * sizeof *pp);
+    size_t *lens = malloc(n * sizeof *lens);
+    float *out = malloc(n * (size_t)s->o.n_embd * sizeof *out);
+    embd_item *res = malloc(n * sizeof *res);
+    uint64_t peak = 0;
+    if (ids && pp && lens && out && res) {
+        for (size_t i = 0; i < len; i++) ids[i] = (int32_t)((100 + i % 1000) % (size_t)s->n_vocab); /* any ids */
+        for (size_t i = 0; i < n; i++) pp[i] = ids, lens[i] = len;
+        embd_batch b = {.ids = pp, .lens = lens, .n = n, .tokens = n * len, .pooling = EMBD_POOL_UNSPECIFIED};
+        char why[512];
+        if (try_batch(s, &s->w[0], &b, 0, n, n * len, out, res, &peak, why, sizeof why) != RAN) peak = 0;
+    }
+    free(ids), free(pp), free(lens), free(out), free(res);
+    return (size_t)peak;
+}
+
+/* Budget minus what the server itself holds, split between the workers; calibrated on worker 0
+ * with a short and a long pass (the long one at the model's context length, where attention
+ * costs most per token). */
+static int start_governor(embd_sup *s, char *err, size_t errlen) {
+    size_t server = embd_rss_bytes();
+    if (s->o.mem_budget <= server)
+        return embd_fail(err, errlen, "the memory budget (%zu MiB) is below what the server alone uses (%zu MiB)",
+                         s->o.mem_budget >> 20, server >> 20);
+    s->gov = calloc(1, sizeof *s->gov);
+    if (!s->gov) return embd_fail(err, errlen, "out of memory");
+    embd_gov_opts go = {.budget = s->o.mem_budget - server, .workers = s->o.workers,
+                        .min_tokens = s->o.min_batch, .max_tokens = s->o.max_batch};
+    embd_gov_init(s->gov, &go);
+    size_t long_len = s->n_ctx < 128 ? (size_t)s->n_ctx : 128;
+    size_t t1 = 16, t2 = 2 * long_len;
+    double t0 = embd_now();
+    if (s->o.calibrate) {
+        size_t p1 = calib_run(s, 1, t1), p2 = calib_run(s, 2, long_len);
+        if (!p1 || !p2) return embd_fail(err, errlen, "memory calibration failed: worker 0 did not run its batches");
+        embd_gov_calibrate(s->gov, t1, p1, t2, p2);
+    } else { /* a roomy default budget: start from the idle size, learn the slope from real batches */
+        embd_gov_calibrate(s->gov, 1, s->hello_rss, 1, s->hello_rss);
+    }
+    logev("event=memory_calibration measured=%s budget_mib=%.1f why_budget=\"%s\" share_mib=%.1f base_mib=%.1f kib_per_token=%.2f "
+          "peak_at_%d_tokens_mib=%.1f batch_tokens=%zu seconds=%.2f",
+          s->o.calibrate ? "yes" : "no", (double)s->o.mem_budget / (1 << 20), s->o.mem_budget_why[0] ? s->o.mem_budget_why : "given",
+          (double)embd_gov_share(s->gov) / (1 << 20), s->gov->base / (1 << 20), s->gov->slope / 1024, s->n_ctx,
+          embd_gov_predict(s->gov, (size_t)s->n_ctx) / (1 << 20), embd_gov_pass_tokens(s->gov, 1), embd_now() - t0);
+    if (s->o.metrics) {
+        embd_metrics_gauge(s->o.metrics, "embd_memory_budget_bytes", "Memory budget of the server and its workers.",
+                           (double)s->o.mem_budget);
+        embd_metrics_gauge(s->o.metrics, "embd_batch_tokens_limit",
+                           "Adaptive forward-pass size (tokens) chosen by the memory governor.",
+                           (double)embd_gov_limit(s->gov));
+    }
+    return embd_gov_check(s->gov, s->n_ctx, err, errlen);
 }
 
 embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen) {
@@ -367,11 +497,16 @@ embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen) {
     if (s->threads < 1) s->threads = 1;
     atomic_store(&s->oom_seen, embd_cgroup_oom_kills());
     for (int i = 0; i < o->workers; i++) s->w[i] = (wslot){.index = i, .fd = -1};
+    pthread_mutex_init(&s->emu, NULL);
     for (int i = 0; i < o->workers; i++)
         if (spawn(s, &s->w[i], err, errlen)) {
             embd_sup_free(s);
             return NULL;
         }
+    if (o->mem_budget && start_governor(s, err, errlen)) {
+        embd_sup_free(s);
+        return NULL;
+    }
     return s;
 }
 
@@ -405,5 +540,8 @@ void embd_sup_free(embd_sup *s) {
         embd_proto_buf_free(&w->wb);
     }
     free(s->w);
+    if (s->gov) embd_gov_destroy(s->gov);
+    free(s->gov);
+    pthread_mutex_destroy(&s->emu);
     free(s);
 }

@@ -25,11 +25,17 @@ typedef struct {
     double start_timeout;      /* seconds a starting worker has to say HELLO */
     int poison_after;          /* deaths on one item alone before it fails as poison input */
     embd_metrics *metrics;     /* may be NULL */
+    /* memory governor (src/worker/governor.h): 0 = off */
+    size_t mem_budget;         /* bytes for the server and its workers together */
+    size_t min_batch, max_batch; /* bounds of the adaptive forward-pass size, in tokens */
+    char mem_budget_why[64];   /* where the budget came from, for the log */
+    bool calibrate;            /* measure at start-up (else learn from the first batches' peaks) */
 } embd_sup_opts;
 
 void embd_sup_opts_default(embd_sup_opts *o);
 
-/* Starts every worker and waits for their HELLO: NULL with err when one cannot start. */
+/* Starts every worker and waits for their HELLO; with a memory budget, calibrates the governor on
+ * worker 0. NULL with err when a worker cannot start or the budget cannot hold one sequence. */
 embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen);
 /* The executor whose lanes are the workers (valid until embd_sup_free). */
 void embd_sup_executor(embd_sup *s, embd_executor *x);
