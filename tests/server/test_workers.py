@@ -9,6 +9,7 @@ result of the same request: a re-run batch has another composition, so "equal" i
 below SAME (as in test_server.py) and nearer to its own reference than to its neighbours'."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -284,6 +285,81 @@ class T03Hang(WorkerCase):
         self.assertIn("poison input", j["errors"][0]["error"])
         m = self.srv.metrics()
         self.assertGreaterEqual(exits(m, "hang") - exits(m0, "hang"), 3)
+
+
+# ======================================================================================
+def calibration(srv):
+    """The fields of the server's memory_calibration log line."""
+    line = srv.wait_line(r"event=memory_calibration ")
+    assert line, srv.stderr
+    return {k: v.strip('"') for k, v in re.findall(r'(\w+)=("[^"]*"|\S+)', line)}
+
+
+class T05Memory(unittest.TestCase):
+    """The memory governor: a budget that a naive fixed forward pass would exceed is kept with zero
+    worker deaths; a budget too small for one sequence is a clear start-up error."""
+
+    def run_batch(self, srv):
+        texts = [f"memory {i} " + common.long_text(55, seed=i) for i in range(64)]  # ~3800 tokens, one pass
+        m0 = srv.metrics()
+        r = srv.post("/v1/embeddings", {"input": texts, "encoding_format": "base64"})
+        self.assertEqual(r.status, 200, r)
+        m = srv.metrics()
+        return embeddings(r), metric(m, "embd_worker_peak_memory_bytes"), sum(
+            v - m0.get(k, 0) for k, v in m.items() if k[0] == "embd_worker_exits_total")
+
+    def test_budget_kept_where_a_fixed_pass_would_exceed_it(self):
+        # naive: one pass of up to 4096 tokens, a roomy measured budget
+        srv = Server("--workers", "1", "--max-memory-percent", "70")
+        try:
+            cal = calibration(srv)
+            server_mib = float(cal["budget_mib"]) - float(cal["share_mib"])
+            base = float(cal["base_mib"]) * 2**20
+            ref, naive_peak, _ = self.run_batch(srv)
+        finally:
+            srv.stop()
+        self.assertGreater(naive_peak, base)
+        # a budget whose worker share lies halfway between the idle worker and the naive peak
+        share = base + (naive_peak - base) / 2
+        budget = int(server_mib * 2**20 + share)
+        srv = Server("--workers", "1", "--max-memory", str(budget))
+        try:
+            cal = calibration(srv)
+            got_share = float(cal["share_mib"]) * 2**20
+            self.assertLess(got_share, naive_peak, "the naive pass would not have exceeded this budget")
+            got, peak, deaths = self.run_batch(srv)
+            assert_same(self, got, ref, "governed batches")
+            self.assertEqual(deaths, 0)
+            self.assertGreater(peak, 0)
+            self.assertLessEqual(peak, got_share, f"worker peak {peak / 2**20:.1f} MiB over its share "
+                                                  f"{got_share / 2**20:.1f} MiB")
+            m = srv.metrics()
+            self.assertEqual(metric(m, "embd_memory_budget_bytes"), budget)
+            self.assertLess(metric(m, "embd_batch_tokens_limit"), 4096)
+            print(f"\n  naive pass peak {naive_peak / 2**20:.1f} MiB; budget share {got_share / 2**20:.1f} MiB, "
+                  f"governed peak {peak / 2**20:.1f} MiB, pass limit {metric(m, 'embd_batch_tokens_limit'):.0f} "
+                  f"tokens", end=" ", flush=True)
+        finally:
+            srv.stop()
+
+    def test_budget_too_small_for_one_sequence(self):
+        srv = Server("--workers", "1", "--max-memory", str(96 * 2**20), wait=False)
+        rc = srv.wait_exit(120)
+        self.assertEqual(rc, 2, srv.stderr)
+        self.assertRegex(srv.stderr, r"too small for one sequence of 512 tokens|below what the server alone uses")
+        self.assertEqual([l for l in srv.stderr.splitlines() if "event=worker_lost" in l], [])
+        for m in common.SANITIZER_MARKERS:
+            self.assertNotIn(m, srv.stderr)
+
+    def test_bad_memory_flags(self):
+        for args in (("--max-memory-percent", "101"),):
+            srv = Server("--workers", "1", *args, wait=False)
+            self.assertEqual(srv.wait_exit(120), 2, srv.stderr)
+            self.assertIn("--max-memory-percent", srv.stderr)
+        for args in (("--max-memory", "-5"), ("--max-memory", "lots"), ("--min-batch", "0")):
+            p = subprocess.run([BIN, "serve", "--model", MODEL, "--port", "0", *args], capture_output=True, text=True,
+                               timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("EMBD_")})
+            self.assertEqual(p.returncode, 1, (args, p.stderr))
 
 
 # ======================================================================================
