@@ -142,7 +142,9 @@ static void reap(embd_sup *s, wslot *w, bool kill_now, double grace, char *cause
     publish_alive(s);
 }
 
-/* Starts w's worker and waits for its HELLO. */
+/* Starts w's worker and waits for its HELLO. A worker started by a lane thread gets SIGKILL when
+ * that thread ends (PR_SET_PDEATHSIG follows the spawning thread): that happens only when the
+ * scheduler stops, after its last batch. */
 static int spawn(embd_sup *s, wslot *w, char *err, size_t errlen) {
     int sv[2];
     if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv))
@@ -298,13 +300,21 @@ static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size
         snprintf(why, whylen, "worker lost: %.400s", e);
         return LOST;
     }
-    double deadline = embd_now() + s->o.heartbeat_timeout;
+    /* Heartbeats come from their own thread; a compute loop that never ends would still send them,
+     * so a whole batch also has a generous deadline. */
+    size_t tokens = 0;
+    for (size_t i = lo; i < hi; i++) tokens += b->lens[i];
+    double t0 = embd_now(), limit = 600 + 0.2 * (double)tokens;
+    double deadline = t0 + s->o.heartbeat_timeout;
     for (;;) {
         embd_frame f;
         bool eof;
-        int r = embd_proto_read(w->fd, &w->rd, deadline, &f, &eof, e, sizeof e);
+        int r = embd_proto_read(w->fd, &w->rd, deadline < t0 + limit ? deadline : t0 + limit, &f, &eof, e, sizeof e);
         if (r == 0) {
-            snprintf(e, sizeof e, "no heartbeat for %.1f s", s->o.heartbeat_timeout);
+            if (embd_now() >= t0 + limit)
+                snprintf(e, sizeof e, "batch of %zu tokens still running after %.0f s", tokens, limit);
+            else
+                snprintf(e, sizeof e, "no heartbeat for %.1f s", s->o.heartbeat_timeout);
             lost(s, w, true, "hang", e, n);
             snprintf(why, whylen, "worker hung: %.400s", e);
             return LOST;

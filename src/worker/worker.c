@@ -126,7 +126,10 @@ int embd_worker_main(int argc, char **argv) {
      * died before the prctl. */
     prctl(PR_SET_PDEATHSIG, SIGKILL);
     if (parent && getppid() != (pid_t)parent) return 1;
-    signal(SIGINT, SIG_IGN); /* a terminal's ^C is the server's to handle; it then closes our socket */
+    /* A terminal's ^C or a service manager's SIGTERM to the whole group is the server's to handle:
+     * it drains, then closes our socket. SIGKILL still works. */
+    signal(SIGINT, SIG_IGN);
+    signal(SIGTERM, SIG_IGN);
     signal(SIGPIPE, SIG_IGN);
 
     int32_t crash_on[64], hang_on[64];

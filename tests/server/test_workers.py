@@ -24,6 +24,7 @@ from common import BIN, MODEL, Server, b64_floats, metric, vec  # noqa: E402
 import numpy as np  # noqa: E402
 
 SAME = 1e-4
+SLOW = 900  # seconds for the big requests: an ASan build on a busy 2-core machine is slow
 
 
 def token_ids(text):
@@ -120,17 +121,17 @@ class WorkerCase(unittest.TestCase):
 class T01KillUnderLoad(WorkerCase):
     """kill -9 of the worker in the middle of a 2000-item request: the response is complete, in
     order and equal to the undisturbed one; the worker is replaced and /metrics says so."""
-    server_args = ("--workers", "1", "--max-batch-tokens", "1024", "--request-timeout", "600")
+    server_args = ("--workers", "1", "--max-batch-tokens", "1024", "--request-timeout", "900")
 
     def test_sigkill_during_request(self):
         texts = [f"item {i}" for i in range(2000)]
         t0 = time.monotonic()
-        ref = embeddings(self.embed(texts))
+        ref = embeddings(self.embed(texts, timeout=SLOW))
         undisturbed = time.monotonic() - t0
         (old,) = workers_of(self.srv, 1)
         m0 = self.srv.metrics()
         box = {}
-        th = threading.Thread(target=lambda: box.update(r=self.embed(texts)))
+        th = threading.Thread(target=lambda: box.update(r=self.embed(texts, timeout=SLOW)))
         th.start()
         # readiness, not a sleep: the request's batches have started running
         self.srv.wait_metric("embd_batches_total", at_least=metric(m0, "embd_batches_total") + 2)
@@ -144,8 +145,9 @@ class T01KillUnderLoad(WorkerCase):
                 break
             time.sleep(0.005)
         t_new = time.monotonic() - t_kill
-        th.join(300)
+        th.join(SLOW)
         self.assertFalse(th.is_alive(), "request never finished")
+        self.assertIn("r", box, "the request failed (see the thread's exception above)")
         got = embeddings(box["r"])
         assert_same(self, got, ref, "2000 items after a worker kill")
         self.assertEqual(len(new), 1, "no replacement worker")
@@ -255,17 +257,18 @@ class T03Hang(WorkerCase):
 
     def test_sigstop_during_request(self):
         texts = [f"hang test {i} " + common.long_text(8, seed=i) for i in range(100)]
-        ref = embeddings(self.embed(texts))
+        ref = embeddings(self.embed(texts, timeout=SLOW))
         (old,) = workers_of(self.srv, 1)
         m0 = self.srv.metrics()
         box = {}
-        th = threading.Thread(target=lambda: box.update(r=self.embed(texts)))
+        th = threading.Thread(target=lambda: box.update(r=self.embed(texts, timeout=SLOW)))
         th.start()
         self.srv.wait_metric("embd_batches_total", at_least=metric(m0, "embd_batches_total") + 1)
         t_stop = time.monotonic()
         os.kill(old, signal.SIGSTOP)
-        th.join(300)
+        th.join(SLOW)
         dt = time.monotonic() - t_stop
+        self.assertIn("r", box, "the request failed (see the thread's exception above)")
         assert_same(self, embeddings(box["r"]), ref, "after a hung worker")
         m = self.srv.metrics()
         self.assertEqual(exits(m, "hang") - exits(m0, "hang"), 1)
