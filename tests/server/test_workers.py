@@ -153,7 +153,9 @@ class T01KillUnderLoad(WorkerCase):
         self.assertEqual(len(new), 1, "no replacement worker")
         self.assertFalse(alive(old))
         m = self.srv.metrics()
-        self.assertEqual(exits(m, "signal") - exits(m0, "signal"), 1, "worker exits by signal")
+        lost = [l for l in self.srv.stderr.splitlines() if "event=worker_lost" in l]
+        self.assertEqual(exits(m, "signal") - exits(m0, "signal"), 1,
+                         f"worker exits by signal; {[(k, v) for k, v in m.items() if 'exits' in k[0]]}; {lost}")
         self.assertEqual(metric(m, "embd_worker_restarts_total") - metric(m0, "embd_worker_restarts_total"), 1)
         self.assertGreaterEqual(metric(m, "embd_batch_splits_total"), 1)
         self.assertEqual(metric(m, "embd_workers"), 1)
