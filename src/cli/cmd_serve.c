@@ -148,6 +148,18 @@ int cmd_serve(int argc, char **argv) {
         {"data-dir", "EMBD_DATA_DIR", "collections (/v1/collections) are stored here", T_STR, &o.data_dir},
         {"rerank-model", "EMBD_RERANK_MODEL", "cross-encoder GGUF for collection search rerank", T_STR,
          &o.rerank_model},
+        {"workers", "EMBD_WORKERS", "inference worker processes; 0 = in the server process (default 1)", T_INT,
+         &o.workers},
+        {"worker-timeout", "EMBD_WORKER_TIMEOUT", "seconds without a heartbeat before a busy worker is replaced (default 10)",
+         T_SECONDS, &o.worker_timeout},
+        {"max-memory", "EMBD_MAX_MEMORY", "memory budget in bytes for server + workers (default: see next)", T_SIZE,
+         &o.max_memory},
+        {"max-memory-percent", "EMBD_MAX_MEMORY_PERCENT", "budget: % of RAM, or the cgroup limit if lower (default 70)",
+         T_SECONDS, &o.max_memory_percent},
+        {"min-batch", "EMBD_MIN_BATCH", "least tokens per forward pass the governor shrinks to (default 64)", T_SIZE,
+         &o.min_batch},
+        {"max-batch", "EMBD_MAX_BATCH", "most tokens per forward pass it grows to (default: --pass-tokens)", T_SIZE,
+         &o.max_batch},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];

@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "worker/worker.h"
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -28,6 +29,7 @@ int main(int argc, char **argv) {
         return EMBD_EXIT_USAGE;
     }
     const char *cmd = argv[1];
+    if (!strcmp(cmd, "__worker")) return embd_worker_main(argc - 1, argv + 1); /* spawned by serve */
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);
     if (!strcmp(cmd, "embed")) return cmd_embed(argc - 1, argv + 1);
     if (!strcmp(cmd, "info")) return cmd_info(argc - 1, argv + 1);

@@ -24,7 +24,7 @@ struct embd_job {
     void *ud;
     int32_t **ids;
     int *lens;
-    int *first; /* cross-encoder pairs: first segment's tokens (0: one text) */
+    int32_t *n_first; /* per item, 0 = single segment */
     float *out;
     embd_item *res;
     size_t tokens;
@@ -43,11 +43,12 @@ typedef struct {
 } qitem;
 
 struct embd_sched {
-    embd_encoder *enc;
+    embd_executor x;
     embd_sched_opts o;
     embd_metrics *metrics;
     int n_embd;
-    pthread_t thread;
+    pthread_t *threads; /* one per executor lane */
+    int nthreads;
     pthread_mutex_t mu;
     pthread_cond_t cv;
     /* ring buffer of the queued items of pending jobs (a finished job's items are removed) */
@@ -83,11 +84,11 @@ embd_job *embd_job_new(size_t n, int n_embd, double deadline, embd_job_done_fn d
     size_t m = n ? n : 1;
     j->ids = calloc(m, sizeof *j->ids);
     j->lens = calloc(m, sizeof *j->lens);
-    j->first = calloc(m, sizeof *j->first);
+    j->n_first = calloc(m, sizeof *j->n_first);
     j->out = calloc(m * (size_t)n_embd, sizeof *j->out);
     j->res = calloc(m, sizeof *j->res);
-    if (!j->ids || !j->lens || !j->first || !j->out || !j->res) {
-        free(j->ids), free(j->lens), free(j->first), free(j->out), free(j->res), free(j);
+    if (!j->ids || !j->lens || !j->n_first || !j->out || !j->res) {
+        free(j->ids), free(j->lens), free(j->n_first), free(j->out), free(j->res), free(j);
         return NULL;
     }
     atomic_store(&j->state, EMBD_JOB_PENDING);
@@ -102,9 +103,11 @@ void embd_job_set_item(embd_job *j, size_t i, int32_t *ids, int len) {
     j->tokens += (size_t)len;
 }
 
+void embd_job_set_first(embd_job *j, size_t i, int32_t n_first) { j->n_first[i] = n_first; }
+
 void embd_job_set_pair(embd_job *j, size_t i, int32_t *ids, int len, int n_first) {
     embd_job_set_item(j, i, ids, len);
-    j->first[i] = n_first;
+    embd_job_set_first(j, i, n_first);
 }
 
 embd_job_state embd_job_state_get(embd_job *j) { return (embd_job_state)atomic_load(&j->state); }
@@ -117,7 +120,7 @@ double embd_job_inference_seconds(const embd_job *j) { return j->infer_s; }
 
 static void job_free(embd_job *j) {
     for (size_t i = 0; i < j->n; i++) free(j->ids[i]);
-    free(j->ids), free(j->lens), free(j->first), free(j->out), free(j->res), free(j);
+    free(j->ids), free(j->lens), free(j->n_first), free(j->out), free(j->res), free(j);
 }
 
 /* Caller holds s->mu. */
@@ -198,7 +201,7 @@ int embd_sched_submit(embd_sched *s, embd_job *j, double *retry_after) {
         s->live_tokens += j->tokens;
         publish_depth(s);
         if (j->n == 0) job_finish(s, j, EMBD_JOB_DONE, false); /* the submitter sees the state */
-        pthread_cond_signal(&s->cv);
+        pthread_cond_broadcast(&s->cv); /* every idle lane may take a batch */
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -257,7 +260,7 @@ typedef struct {
     qitem *items;
     const int32_t **ids;
     size_t *lens;
-    int *first;
+    int32_t *n_first;
     float *out;
     embd_item *res;
     size_t cap;
@@ -273,13 +276,13 @@ static int batch_reserve(batch_buf *b, size_t n, int n_embd) {
     if (ids) b->ids = ids;
     size_t *lens = realloc(b->lens, cap * sizeof *lens);
     if (lens) b->lens = lens;
-    int *first = realloc(b->first, cap * sizeof *first);
-    if (first) b->first = first;
+    int32_t *nf = realloc(b->n_first, cap * sizeof *nf);
+    if (nf) b->n_first = nf;
     float *out = realloc(b->out, cap * (size_t)n_embd * sizeof *out);
     if (out) b->out = out;
     embd_item *res = realloc(b->res, cap * sizeof *res);
     if (res) b->res = res;
-    if (!it || !ids || !lens || !first || !out || !res) return -1;
+    if (!it || !ids || !lens || !nf || !out || !res) return -1;
     b->cap = cap;
     return 0;
 }
@@ -310,13 +313,8 @@ static size_t take_batch(embd_sched *s, batch_buf *b, size_t *tokens) {
 static void *sched_main(void *arg) {
     embd_sched *s = arg;
     batch_buf b = {0};
-    embd_opts eo;
-    embd_opts_default(&eo);
-    eo.normalize = false; /* per request: the server normalises (and cuts dimensions) itself */
-    eo.truncate = true;   /* items are cut to the context when tokenized; this is a safety net */
-    eo.pooling = s->o.pooling;
-    eo.batch_tokens = s->o.pass_tokens;
     pthread_mutex_lock(&s->mu);
+    int lane = s->nthreads++; /* each thread drives one executor lane */
     for (;;) {
         double now = embd_now();
         if (now - s->last_sweep >= SWEEP_INTERVAL) sweep(s, now);
@@ -341,6 +339,7 @@ static void *sched_main(void *arg) {
             if (s->q_len) job_finish(s, q_at(s, 0)->job, EMBD_JOB_SHUTDOWN, true);
             continue;
         }
+        if (s->q_len) pthread_cond_signal(&s->cv); /* more for another lane */
         uint64_t seq = ++s->batch_seq;
         publish_depth(s);
         double t0 = embd_now();
@@ -350,14 +349,16 @@ static void *sched_main(void *arg) {
             if (w > j->queue_s) j->queue_s = w;
             b.ids[i] = j->ids[b.items[i].idx];
             b.lens[i] = (size_t)j->lens[b.items[i].idx];
-            b.first[i] = j->first[b.items[i].idx];
+            b.n_first[i] = j->n_first[b.items[i].idx];
         }
         pthread_mutex_unlock(&s->mu);
 
         if (s->metrics)
             for (size_t i = 0; i < n; i++) embd_metrics_queue_time(s->metrics, t0 - b.items[i].t_enq);
         char err[160];
-        int rc = embd_embed_token_pairs(s->enc, b.ids, b.lens, b.first, n, &eo, b.out, b.res, err, sizeof err);
+        embd_batch eb = {.ids = b.ids, .lens = b.lens, .n_first = b.n_first, .n = n, .tokens = tokens,
+                         .pooling = s->o.pooling, .pass_tokens = s->o.pass_tokens};
+        int rc = s->x.run(s->x.ud, lane, &eb, b.out, b.res, err, sizeof err);
         double dt = embd_now() - t0;
         if (rc != 0)
             for (size_t i = 0; i < n; i++) {
@@ -388,40 +389,62 @@ static void *sched_main(void *arg) {
         }
     }
     pthread_mutex_unlock(&s->mu);
-    free(b.items), free(b.ids), free(b.lens), free(b.first), free(b.out), free(b.res);
+    free(b.items), free(b.ids), free(b.lens), free(b.n_first), free(b.out), free(b.res);
     return NULL;
 }
 
-embd_sched *embd_sched_new(embd_encoder *enc, const embd_sched_opts *o, embd_metrics *metrics, char *err,
-                           size_t errlen) {
+embd_sched *embd_sched_new_exec(const embd_executor *x, const embd_sched_opts *o, embd_metrics *metrics, char *err,
+                                size_t errlen) {
     if (o->max_batch_tokens < 1 || o->pass_tokens < 1 || o->max_queue_items < 1 || o->max_queue_tokens < 1) {
         embd_fail(err, errlen, "scheduler limits must be >= 1");
         return NULL;
     }
+    if (x->lanes < 1 || x->width < 1 || !x->run) {
+        embd_fail(err, errlen, "executor needs >= 1 lane and width");
+        return NULL;
+    }
     embd_sched *s = calloc(1, sizeof *s);
-    if (!s) {
+    pthread_t *th = calloc((size_t)x->lanes, sizeof *th);
+    if (!s || !th) {
+        free(s), free(th);
         embd_fail(err, errlen, "out of memory");
         return NULL;
     }
-    s->enc = enc;
+    s->x = *x;
+    s->threads = th;
     s->o = *o;
     s->metrics = metrics;
-    s->n_embd = embd_model_out_dim(embd_encoder_model(enc), o->pooling);
+    s->n_embd = x->width;
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&s->cv, &ca);
     pthread_condattr_destroy(&ca);
-    int rc = pthread_create(&s->thread, NULL, sched_main, s);
+    int started = 0, rc = 0;
+    for (; started < x->lanes; started++)
+        if ((rc = pthread_create(&s->threads[started], NULL, sched_main, s))) break;
     if (rc) {
         embd_fail(err, errlen, "cannot start the scheduler thread: %s", strerror(rc));
+        pthread_mutex_lock(&s->mu);
+        s->stopping = true;
+        pthread_cond_broadcast(&s->cv);
+        pthread_mutex_unlock(&s->mu);
+        for (int i = 0; i < started; i++) pthread_join(s->threads[i], NULL);
         pthread_cond_destroy(&s->cv);
         pthread_mutex_destroy(&s->mu);
+        free(s->threads);
         free(s);
         return NULL;
     }
     return s;
+}
+
+embd_sched *embd_sched_new(embd_encoder *enc, const embd_sched_opts *o, embd_metrics *metrics, char *err,
+                           size_t errlen) {
+    embd_executor x;
+    embd_executor_inproc(&x, enc);
+    return embd_sched_new_exec(&x, o, metrics, err, errlen);
 }
 
 void embd_sched_stop(embd_sched *s, bool drain) {
@@ -431,15 +454,17 @@ void embd_sched_stop(embd_sched *s, bool drain) {
     s->stopping = true;
     s->drain = drain;
     s->joined = true;
-    pthread_cond_signal(&s->cv);
+    pthread_cond_broadcast(&s->cv);
     pthread_mutex_unlock(&s->mu);
-    if (!joined) pthread_join(s->thread, NULL);
+    if (!joined)
+        for (int i = 0; i < s->x.lanes; i++) pthread_join(s->threads[i], NULL);
 }
 
 void embd_sched_free(embd_sched *s) {
     if (!s) return;
     embd_sched_stop(s, false);
     free(s->q);
+    free(s->threads);
     pthread_cond_destroy(&s->cv);
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -1,5 +1,5 @@
 /* Dynamic batching: one queue of tokenized items from all requests, drained by one inference
- * thread in token-budget batches. Requests never block a thread while they wait: the submitter
+ * thread per executor lane in token-budget batches. Requests never block a thread while they wait: the submitter
  * gets a callback when its job is finished, cancelled or timed out. */
 #ifndef EMBD_SCHED_H
 #define EMBD_SCHED_H
@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "engine/embed.h"
+#include "scheduler/executor.h"
 
 typedef struct embd_sched embd_sched;
 typedef struct embd_metrics embd_metrics;
@@ -45,6 +46,8 @@ embd_job *embd_job_new(size_t n, int n_embd, double deadline, embd_job_done_fn d
                        void *ud);
 /* Takes ownership of ids (malloc'd, len tokens). Call for every item before submitting. */
 void embd_job_set_item(embd_job *job, size_t i, int32_t *ids, int len);
+/* Tokens of item i's first segment (a cross-encoder pair); 0 (the default): one segment. */
+void embd_job_set_first(embd_job *job, size_t i, int32_t n_first);
 /* The same for a cross-encoder pair whose first segment has n_first tokens. */
 void embd_job_set_pair(embd_job *job, size_t i, int32_t *ids, int len, int n_first);
 embd_job_state embd_job_state_get(embd_job *job);
@@ -57,6 +60,11 @@ double embd_job_inference_seconds(const embd_job *job); /* summed duration of it
 /* The submitter's reference. The job is freed when the submitter and the scheduler let go. */
 void embd_job_release(embd_sched *s, embd_job *job);
 
+/* Batches run on x (copied; x->ud must outlive the scheduler), one thread per lane. Vectors are
+ * x->width floats; embd_job_new's n_embd must be the same. */
+embd_sched *embd_sched_new_exec(const embd_executor *x, const embd_sched_opts *o, embd_metrics *metrics, char *err,
+                                size_t errlen);
+/* In-process: embd_sched_new_exec with embd_executor_inproc(enc). */
 embd_sched *embd_sched_new(embd_encoder *enc, const embd_sched_opts *o, embd_metrics *metrics, char *err,
                            size_t errlen);
 

@@ -351,7 +351,10 @@ char *embd_api_embed_response(const embd_embed_req *r, const embd_item_result *i
         for (size_t i = 0; i < r->n; i++)
             if (!items[i].ok) {
                 free(v);
-                embd_api_fail(e, 500, "inference_failed", (long)i, "input %zu: %s", i, items[i].message);
+                /* an input that crashed the inference worker by itself (src/worker): the client's to fix */
+                bool poison = items[i].message && !strncmp(items[i].message, "poison input", 12);
+                embd_api_fail(e, poison ? 422 : 500, poison ? "poison_input" : "inference_failed", (long)i,
+                              "input %zu: %s", i, items[i].message);
                 return NULL;
             }
     if (r->shape == EMBD_SHAPE_OPENAI) {

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -59,6 +60,13 @@ struct embd_metrics {
     uint64_t input_tokens, batches;
     size_t queue_items, queue_tokens;
     rate_slot slots[NSLOT];
+    struct extra {
+        const char *name, *help;
+        char label[32], value[48];
+        bool counter;
+        double v;
+    } extra[EMBD_METRICS_MAX_EXTRA];
+    size_t nextra;
 };
 
 /* A stepped clock or a caller bug must not make _sum go backwards (rate() would show a reset). */
@@ -177,6 +185,37 @@ void embd_metrics_queue_depth(embd_metrics *m, size_t items, size_t tokens) {
     pthread_mutex_lock(&m->mu);
     m->queue_items = items;
     m->queue_tokens = tokens;
+    pthread_mutex_unlock(&m->mu);
+}
+
+static struct extra *extra_get(embd_metrics *m, const char *name, const char *help, const char *label,
+                               const char *value, bool counter) {
+    label = label ? label : "";
+    value = value ? value : "";
+    for (size_t i = 0; i < m->nextra; i++) {
+        struct extra *e = &m->extra[i];
+        if (!strcmp(e->name, name) && !strcmp(e->label, label) && !strcmp(e->value, value)) return e;
+    }
+    if (m->nextra == EMBD_METRICS_MAX_EXTRA) return NULL;
+    struct extra *e = &m->extra[m->nextra++];
+    *e = (struct extra){.name = name, .help = help, .counter = counter};
+    snprintf(e->label, sizeof e->label, "%s", label);
+    snprintf(e->value, sizeof e->value, "%s", value);
+    return e;
+}
+
+void embd_metrics_count(embd_metrics *m, const char *name, const char *help, const char *label, const char *value,
+                        double delta) {
+    pthread_mutex_lock(&m->mu);
+    struct extra *e = extra_get(m, name, help, label, value, true);
+    if (e) e->v += delta;
+    pthread_mutex_unlock(&m->mu);
+}
+
+void embd_metrics_gauge(embd_metrics *m, const char *name, const char *help, double v) {
+    pthread_mutex_lock(&m->mu);
+    struct extra *e = extra_get(m, name, help, NULL, NULL, false);
+    if (e) e->v = v;
     pthread_mutex_unlock(&m->mu);
 }
 
@@ -371,6 +410,25 @@ char *embd_metrics_render(embd_metrics *m, const embd_metrics_info *info) {
          "Inference throughput over the batches of the last 10 seconds.");
     put_double(&b, "embd_tokens_per_second", tokens_per_second(m, now));
     double uptime = now - m->start;
+    for (size_t i = 0; i < m->nextra; i++) { /* grouped by name, in the order first seen */
+        bool seen = false;
+        for (size_t k = 0; k < i && !seen; k++) seen = !strcmp(m->extra[k].name, m->extra[i].name);
+        if (seen) continue;
+        head(&b, m->extra[i].name, m->extra[i].counter ? "counter" : "gauge", m->extra[i].help);
+        for (size_t k = i; k < m->nextra; k++) {
+            const struct extra *e = &m->extra[k];
+            if (strcmp(e->name, m->extra[i].name)) continue;
+            char num[40];
+            fmt_double(num, sizeof num, e->v);
+            if (e->label[0]) {
+                sb_printf(&b, "%s{%s=\"", e->name, e->label);
+                sb_label_value(&b, e->value);
+                sb_printf(&b, "\"} %s\n", num);
+            } else {
+                sb_printf(&b, "%s %s\n", e->name, num);
+            }
+        }
+    }
     pthread_mutex_unlock(&m->mu);
 
     head(&b, "embd_process_resident_memory_bytes", "gauge", "Resident memory size in bytes.");

@@ -55,4 +55,12 @@ char *embd_metrics_render(embd_metrics *m, const embd_metrics_info *info);
  * uptime from the new clock's current value. For tests; NULL restores the default. */
 void embd_metrics_set_clock(embd_metrics *m, double (*now)(void));
 
+/* ---- series owned by other modules (workers, memory governor) ---- */
+/* name and help must be string literals (kept by pointer); label/value (may be NULL: no label) are
+ * copied. At most EMBD_METRICS_MAX_EXTRA series; later new ones are dropped. */
+#define EMBD_METRICS_MAX_EXTRA 48
+void embd_metrics_count(embd_metrics *m, const char *name, const char *help, const char *label, const char *value,
+                        double delta);
+void embd_metrics_gauge(embd_metrics *m, const char *name, const char *help, double v);
+
 #endif

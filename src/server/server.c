@@ -23,6 +23,8 @@
 #include "server/metrics.h"
 #include "server/ratelimit.h"
 #include "util/sys.h"
+#include "worker/governor.h"
+#include "worker/supervisor.h"
 
 enum { ST_LOADING, ST_READY, ST_DRAINING };
 
@@ -30,7 +32,9 @@ typedef struct {
     embd_server_opts o;
     struct MHD_Daemon *d;
     embd_model *model;
-    embd_encoder *enc;
+    embd_encoder *enc; /* in-process inference (--workers 0) */
+    embd_sup *sup;     /* else: supervised worker processes */
+    int threads;       /* compute threads in all */
     embd_sched *sched;
     embd_metrics *metrics;
     embd_auth *auth;
@@ -430,7 +434,7 @@ static enum MHD_Result handle_info(req *q) {
         (json_int_t)s->o.sched.max_batch_tokens, "max_client_batch_size", (json_int_t)s->o.max_items, "max_input_chars",
         (json_int_t)s->o.max_input_chars, "max_queue_tokens", (json_int_t)s->o.sched.max_queue_tokens,
         "max_queue_items", (json_int_t)s->o.sched.max_queue_items, "request_timeout_s", s->o.request_timeout,
-        "threads", embd_encoder_threads(s->enc), "version", EMBD_VERSION, "auto_truncate", s->o.truncate);
+        "threads", s->threads, "version", EMBD_VERSION, "auto_truncate", s->o.truncate);
     if (j) {
         json_object_set_new(j, "prompts", embd_api_prompts_json(s->model));
         json_object_set_new(j, "default_prompt_name",
@@ -652,6 +656,9 @@ void embd_server_opts_default(embd_server_opts *o) {
     o->connection_timeout = 30;
     o->max_header_bytes = 32768;
     o->max_json_depth = 32;
+    o->workers = 1;
+    o->worker_timeout = 10;
+    o->min_batch = 64;
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, char *err, size_t errlen) {
@@ -663,6 +670,42 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, char
     memcpy(ss, res->ai_addr, res->ai_addrlen);
     freeaddrinfo(res);
     return 0;
+}
+
+/* The scheduler on in-process inference or on supervised workers (--workers N). */
+static void start_inference(server *s, char *err, size_t errlen) {
+    embd_executor x;
+    if (s->o.workers > 0) {
+        embd_sup_opts so;
+        embd_sup_opts_default(&so);
+        so.workers = s->o.workers;
+        so.model_path = s->o.model_path;
+        so.tokenizer_json = s->o.tokenizer_json;
+        so.threads = s->o.threads;
+        so.n_embd = s->model->info.n_embd;
+        so.width = embd_model_out_dim(s->model, EMBD_POOL_UNSPECIFIED);
+        so.heartbeat_timeout = s->o.worker_timeout;
+        if (so.heartbeat_interval * 4 > so.heartbeat_timeout) so.heartbeat_interval = so.heartbeat_timeout / 4;
+        so.metrics = s->metrics;
+        if (s->o.max_memory_percent > 100) {
+            embd_fail(err, errlen, "--max-memory-percent must be at most 100");
+            return;
+        }
+        double pct = s->o.max_memory_percent > 0 ? s->o.max_memory_percent : 70;
+        so.mem_budget = embd_mem_budget(s->o.max_memory, pct, so.mem_budget_why, sizeof so.mem_budget_why);
+        /* measured at start-up when the budget is the user's or the container's, not a roomy default */
+        so.calibrate = s->o.max_memory || s->o.max_memory_percent > 0 || !strcmp(so.mem_budget_why, "cgroup memory limit");
+        so.max_batch = s->o.max_batch ? s->o.max_batch : s->o.sched.pass_tokens;
+        so.min_batch = s->o.min_batch < so.max_batch ? s->o.min_batch : so.max_batch;
+        if (!(s->sup = embd_sup_new(&so, err, errlen))) return;
+        embd_sup_executor(s->sup, &x);
+        s->threads = embd_sup_threads(s->sup) * s->o.workers;
+    } else {
+        if (!(s->enc = embd_encoder_new(s->model, s->o.threads, err, errlen))) return;
+        embd_executor_inproc(&x, s->enc);
+        s->threads = embd_encoder_threads(s->enc);
+    }
+    s->sched = embd_sched_new_exec(&x, &s->o.sched, s->metrics, err, errlen);
 }
 
 static void wait_idle(server *s, double until) {
@@ -747,8 +790,7 @@ int embd_server_run(const embd_server_opts *opts) {
 
     embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json};
     s->model = embd_model_load(s->o.model_path, &mp, err, sizeof err);
-    if (s->model) s->enc = embd_encoder_new(s->model, s->o.threads, err, sizeof err);
-    if (s->enc) s->sched = embd_sched_new(s->enc, &s->o.sched, s->metrics, err, sizeof err);
+    if (s->model) start_inference(s, err, sizeof err);
     if (s->sched && s->o.spool_dir)
         s->jobs = embd_jobs_start(s->o.spool_dir, s->o.jobs_stale_timeout, s->sched, s->model, err, sizeof err);
     if (!s->sched || (s->o.spool_dir && !s->jobs)) {
@@ -771,8 +813,8 @@ int embd_server_run(const embd_server_opts *opts) {
                                .model = s->model};
     atomic_store(&s->state, ST_READY);
     fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
-            s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, embd_encoder_threads(s->enc),
-            s->o.host, port);
+            s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, s->threads, s->o.host,
+            port);
 
     /* Wakes twice a second to cut connections past their deadline; SIGHUP reloads the keys. */
     int sig = 0;
@@ -810,6 +852,7 @@ out:
     if (lfd != MHD_INVALID_SOCKET) close(lfd);
     embd_coll_api_free(s->coll);
     embd_sched_free(s->sched);
+    embd_sup_free(s->sup); /* after the scheduler: no batch is running; reaps every worker */
     if (exit_code == 0) fprintf(stderr, "embd: stopped\n");
     embd_encoder_free(s->enc);
     embd_model_free(s->model);

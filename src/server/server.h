@@ -35,6 +35,11 @@ typedef struct {
     double jobs_stale_timeout;  /* seconds before a dead process's job is taken over; 0: 30 */
     const char *data_dir;       /* collections (SQLite + FAISS) live here; NULL: /v1/collections off */
     const char *rerank_model;   /* cross-encoder GGUF for collection search reranking, or NULL */
+    int workers;                /* inference worker processes; 0: in this process (src/worker) */
+    double worker_timeout;      /* seconds of heartbeat silence before a busy worker is replaced */
+    size_t max_memory;          /* memory budget in bytes (workers only); 0: ... */
+    double max_memory_percent;  /* ... min(cgroup limit, this % of RAM); 0: 70, not measured at start */
+    size_t min_batch, max_batch; /* adaptive forward-pass size bounds (tokens); max 0: pass_tokens */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);
