@@ -19,8 +19,11 @@
 
 /* 16 floats: one AVX-512 register, two AVX2 ones; GCC/clang vector extensions lower it to each
  * target of the clones. Loads and stores go through memcpy: rows are not 64-byte aligned. */
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic ignored "-Wpsabi" /* vectors only pass between always-inlined helpers */
+/* vectors only pass between always-inlined helpers: no ABI boundary is crossed */
+#if defined(__clang__)
+#pragma clang diagnostic ignored "-Wpsabi"
+#elif defined(__GNUC__)
+#pragma GCC diagnostic ignored "-Wpsabi"
 #endif
 typedef float vf __attribute__((vector_size(64)));
 typedef int32_t vi __attribute__((vector_size(64)));

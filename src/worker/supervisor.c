@@ -420,7 +420,7 @@ static int sup_run(void *ud, int lane, const embd_batch *b, float *out, embd_ite
     if (lane < 0 || lane >= s->o.workers) return embd_fail(err, errlen, "no worker lane %d", lane);
     uint8_t *deaths = calloc(b->n ? b->n : 1, 1);
     if (!deaths) return embd_fail(err, errlen, "out of memory");
-    memset(out, 0, b->n * (size_t)s->o.n_embd * sizeof *out);
+    memset(out, 0, b->n * (size_t)s->o.width * sizeof *out);
     bool serial = emergency(s);
     static pthread_mutex_t one_at_a_time = PTHREAD_MUTEX_INITIALIZER;
     if (serial) pthread_mutex_lock(&one_at_a_time);
@@ -435,7 +435,7 @@ static size_t calib_run(embd_sup *s, size_t n, size_t len) {
     int32_t *ids = malloc(len * sizeof *ids);
     const int32_t **pp = malloc(n * sizeof *pp);
     size_t *lens = malloc(n * sizeof *lens);
-    float *out = malloc(n * (size_t)s->o.n_embd * sizeof *out);
+    float *out = malloc(n * (size_t)s->o.width * sizeof *out);
     embd_item *res = malloc(n * sizeof *res);
     uint64_t peak = 0;
     if (ids && pp && lens && out && res) {
@@ -501,6 +501,7 @@ embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen) {
         return NULL;
     }
     s->o = *o;
+    if (s->o.width < 1) s->o.width = s->o.n_embd; /* callers that only embed */
     s->w = w;
     int cores = embd_cpu_count();
     s->threads = (o->threads > 0 ? o->threads : cores) / o->workers;

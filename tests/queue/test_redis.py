@@ -157,7 +157,7 @@ class RedisJobs(unittest.TestCase):
     def test_chaos_kill9_three_workers(self):
         """Small jobs, three workers, random kill -9 and restarts: every job done, each item once,
         records byte-identical to a clean run on the spool backend."""
-        jobs = {f"x{k:03d}": items(3, f"x{k}-", seed=200 + k) for k in range(30)}
+        jobs = {f"x{k:03d}": items(8, f"x{k}-", seed=200 + k) for k in range(30)}
         clean = Spool("redis-clean")
         try:
             for job, objs in jobs.items():
@@ -171,7 +171,7 @@ class RedisJobs(unittest.TestCase):
                 self.assertEqual(rc, 0, log)
             for job, objs in jobs.items():
                 st = self.status(job)
-                self.assertEqual((st["state"], st["items_done"]), ("done", 3), st)
+                self.assertEqual((st["state"], st["items_done"]), ("done", 8), st)
                 out = self.cli("results", job).stdout
                 check_complete(self, [json.loads(l) for l in out.splitlines()], objs)
                 with open(os.path.join(clean.dir, "results", f"{job}.jsonl")) as f:
