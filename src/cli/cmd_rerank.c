@@ -28,17 +28,6 @@ static void rerank_usage(FILE *f) {
             "Exit status: 0 ok, 1 usage, 2 unusable model/input, 3 some documents failed.\n");
 }
 
-typedef struct {
-    size_t index;
-    float score;
-} ranked;
-
-static int by_score_desc(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return x->index < y->index ? -1 : x->index > y->index;
-}
-
 static int read_docs(const char *path, read_format fmt, input_item **items, size_t *n, char *err, size_t errlen) {
     reader rd;
     if (reader_open(&rd, path, fmt, err, errlen)) return -1;
@@ -140,7 +129,8 @@ int cmd_rerank(int argc, char **argv) {
     size_t *lens = NULL;
     float *scores = NULL;
     embd_item *res = NULL;
-    ranked *rk = NULL;
+    size_t *ranked_idx = NULL, *order = NULL;
+    float *ranked_score = NULL;
     json_t *out = NULL;
     embd_encoder *enc = NULL;
     embd_model_params mp = {.tokenizer_json = tok_json};
@@ -161,9 +151,11 @@ int cmd_rerank(int argc, char **argv) {
     lens = calloc(n, sizeof *lens);
     scores = calloc(n, sizeof *scores);
     res = calloc(n, sizeof *res);
-    rk = calloc(n, sizeof *rk);
+    ranked_idx = calloc(n, sizeof *ranked_idx);
+    ranked_score = calloc(n, sizeof *ranked_score);
+    order = calloc(n, sizeof *order);
     size_t *pos = calloc(n, sizeof *pos);
-    if (!texts || !lens || !scores || !res || !rk || !pos) {
+    if (!texts || !lens || !scores || !res || !ranked_idx || !ranked_score || !order || !pos) {
         free(pos);
         snprintf(err, sizeof err, "out of memory");
         goto done;
@@ -191,14 +183,15 @@ int cmd_rerank(int argc, char **argv) {
             float s = raw ? scores[pos[i]] : embd_rerank_sigmoid(scores[pos[i]]);
             json_object_set_new(o1, "score", json_real(s));
             if (it->truncated) json_object_set_new(o1, "truncated", json_true());
-            rk[nr++] = (ranked){.index = i, .score = s};
+            ranked_idx[nr] = i;
+            ranked_score[nr++] = s;
         }
         json_array_append_new(results, o1);
     }
     free(pos);
-    qsort(rk, nr, sizeof *rk, by_score_desc);
+    embd_rerank_order(ranked_score, nr, order);
     for (size_t j = 0; j < nr && (top == 0 || j < (size_t)top); j++)
-        json_array_append(ranking, json_array_get(results, rk[j].index));
+        json_array_append(ranking, json_array_get(results, ranked_idx[order[j]]));
     out = json_pack("{s:s, s:o, s:o}", "query", query, "results", results, "ranking", ranking);
     if (!out || json_dumpf(out, stdout, JSON_INDENT(1) | JSON_REAL_PRECISION(9)) || fputc('\n', stdout) == EOF ||
         fflush(stdout)) {
@@ -210,7 +203,7 @@ done:
     if (status == EMBD_EXIT_UNUSABLE) fprintf(stderr, "embd rerank: %s\n", err);
     json_decref(out);
     for (size_t i = 0; items && i < n; i++) input_item_clear(&items[i]);
-    free(items), free(texts), free(lens), free(scores), free(res), free(rk);
+    free(items), free(texts), free(lens), free(scores), free(res), free(ranked_idx), free(ranked_score), free(order);
     embd_encoder_free(enc);
     embd_model_free(m);
     return status;

@@ -38,6 +38,18 @@ int embd_pair_join(const embd_model *m, const embd_tokens *q, const embd_tokens 
     return (int)q->n;
 }
 
+static int by_score_desc(const void *a, const void *b, void *scores) {
+    const float *sc = scores;
+    const size_t x = *(const size_t *)a, y = *(const size_t *)b;
+    if (sc[x] != sc[y]) return sc[x] < sc[y] ? 1 : -1;
+    return x < y ? -1 : x > y; /* ties keep input order */
+}
+
+void embd_rerank_order(const float *scores, size_t n, size_t *order) {
+    for (size_t i = 0; i < n; i++) order[i] = i;
+    qsort_r(order, n, sizeof *order, by_score_desc, (void *)scores);
+}
+
 float embd_rerank_sigmoid(float logit) { return (float)(1.0 / (1.0 + exp(-(double)logit))); }
 
 static void item_fail(embd_item *r, int status, const char *what, size_t off) {

@@ -23,6 +23,9 @@ int embd_pair_join(const embd_model *m, const embd_tokens *q, const embd_tokens 
 /* Sigmoid of a logit: the relevance score clients get unless they ask for raw scores. */
 float embd_rerank_sigmoid(float logit);
 
+/* order[0..n) = 0..n-1 sorted by score, best first; ties keep input order. */
+void embd_rerank_order(const float *scores, size_t n, size_t *order);
+
 /* Scores n documents against a query: scores[i] = the head's first logit for pair i (raw).
  * res[i] as in embd_embed_texts; a bad query fails every item. o->truncate false makes
  * over-long pairs fail with EMBD_ITEM_TOO_LONG. Returns 0, or -1 with err on bad opts or a

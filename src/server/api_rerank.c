@@ -130,29 +130,21 @@ out:
     return rc;
 }
 
-typedef struct {
-    size_t index;
-    float score;
-} ranked;
-
-static int by_score_desc(const void *a, const void *b) {
-    const ranked *x = a, *y = b;
-    if (x->score != y->score) return x->score < y->score ? 1 : -1;
-    return x->index < y->index ? -1 : x->index > y->index; /* ties keep input order */
-}
-
 char *embd_api_rerank_response(const embd_rerank_req *r, const float *logits, size_t tokens, const char *model_name) {
-    ranked *rk = malloc((r->n ? r->n : 1) * sizeof *rk);
-    if (!rk) return NULL;
-    for (size_t i = 0; i < r->n; i++)
-        rk[i] = (ranked){.index = i, .score = r->raw_scores ? logits[i] : embd_rerank_sigmoid(logits[i])};
-    qsort(rk, r->n, sizeof *rk, by_score_desc);
+    float *score = malloc((r->n ? r->n : 1) * sizeof *score);
+    size_t *order = malloc((r->n ? r->n : 1) * sizeof *order);
+    if (!score || !order) {
+        free(score), free(order);
+        return NULL;
+    }
+    for (size_t i = 0; i < r->n; i++) score[i] = r->raw_scores ? logits[i] : embd_rerank_sigmoid(logits[i]);
+    embd_rerank_order(score, r->n, order);
     size_t n = r->top_n && r->top_n < r->n ? r->top_n : r->n;
     json_t *results = json_array();
     for (size_t k = 0; k < n && results; k++) {
-        const size_t i = rk[k].index;
+        const size_t i = order[k];
         json_t *o = json_pack("{s:I, s:f}", "index", (json_int_t)i,
-                              r->shape == EMBD_RERANK_TEI ? "score" : "relevance_score", (double)rk[k].score);
+                              r->shape == EMBD_RERANK_TEI ? "score" : "relevance_score", (double)score[i]);
         if (o && r->return_text) {
             json_t *t = json_stringn(r->doc[i], r->doc_len[i]);
             json_object_set_new(o, r->shape == EMBD_RERANK_TEI ? "text" : "document",
@@ -160,7 +152,7 @@ char *embd_api_rerank_response(const embd_rerank_req *r, const float *logits, si
         }
         json_array_append_new(results, o);
     }
-    free(rk);
+    free(score), free(order);
     json_t *body = results;
     if (r->shape == EMBD_RERANK_COHERE && results)
         body = json_pack("{s:s, s:o, s:{s:I}}", "model", model_name, "results", results, "usage", "total_tokens",

@@ -19,8 +19,10 @@
 #include <string.h>
 
 #include "tokenizer/tok_hash.h"
+#include "tokenizer/tok_json.h"
 #include "tokenizer/tok_unicode.h"
 #include "tokenizer/unigram.h"
+#include "util/sys.h"
 
 typedef struct {
     char *content; /* valid UTF-8 */
@@ -60,15 +62,6 @@ struct embd_tokenizer {
     tok_ugm *ugm; /* a Unigram model (unigram.c) instead of the WordPiece above */
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 void embd_wordpiece_opts_default(embd_wordpiece_opts *o)
 {
@@ -797,7 +790,7 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
     for (size_t i = 0; i < t->n_atoks; i++) {
         added_tok *a = &t->atoks[i];
         if (tu_utf8_validate((const uint8_t *)a->content, a->len) != a->len) {
-            set_err(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
+            embd_fail(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
             goto fail;
         }
         /* tokens_to_ids.set(content, id): added contents are WordPiece vocabulary too */
@@ -830,14 +823,14 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
     t->cls_id = final_id(t, cls);
     t->sep_id = final_id(t, sep);
     if (t->unk_id < 0 || t->cls_id < 0 || t->sep_id < 0) {
-        set_err(err, errlen, "token %s not in the vocabulary",
+        embd_fail(err, errlen, "token %s not in the vocabulary",
                 t->unk_id < 0 ? unk : t->cls_id < 0 ? cls : sep);
         goto fail;
     }
     scratch_free(&sc);
     return t;
 oom:
-    set_err(err, errlen, "out of memory");
+    embd_fail(err, errlen, "out of memory");
 fail:
     scratch_free(&sc);
     embd_tokenizer_free(t);
@@ -851,12 +844,12 @@ embd_tokenizer *embd_tokenizer_new_wordpiece(const char *const *tokens, const in
                                              char *err, size_t errlen)
 {
     if (!tokens || !n_tokens || n_tokens > INT32_MAX) {
-        set_err(err, errlen, "empty or oversized vocabulary");
+        embd_fail(err, errlen, "empty or oversized vocabulary");
         return NULL;
     }
     embd_tokenizer *t = tok_alloc(opts, n_tokens);
     if (!t) {
-        set_err(err, errlen, "out of memory");
+        embd_fail(err, errlen, "out of memory");
         return NULL;
     }
     /* llama.cpp's GGUF conversion writes "##x" as "x" and "x" as "\u2581x" (control tokens
@@ -864,7 +857,7 @@ embd_tokenizer *embd_tokenizer_new_wordpiece(const char *const *tokens, const in
     bool has_cont = false, has_phantom = false;
     for (size_t i = 0; i < n_tokens; i++) {
         if (!tokens[i]) {
-            set_err(err, errlen, "token %zu is NULL", i);
+            embd_fail(err, errlen, "token %zu is NULL", i);
             embd_tokenizer_free(t);
             return NULL;
         }
@@ -918,29 +911,16 @@ embd_tokenizer *embd_tokenizer_new_wordpiece(const char *const *tokens, const in
     }
     return finish(t, unk, "[CLS]", "[SEP]", "##", err, errlen);
 oom:
-    set_err(err, errlen, "out of memory");
+    embd_fail(err, errlen, "out of memory");
     embd_tokenizer_free(t);
     return NULL;
 }
 
-/* JS truthiness of an optional JSON member (absent/null/false -> false). */
-static bool jtrue(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return v && !json_is_null(v) && !json_is_false(v) && !(json_is_integer(v) && !json_integer_value(v)) &&
-           !(json_is_string(v) && !json_string_length(v));
-}
-
-static const char *jstr(const json_t *o, const char *key, const char *def)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_string(v) ? json_string_value(v) : def;
-}
 
 /* cls/sep from a TemplateProcessing [SpecialToken, Sequence A, SpecialToken] or BertProcessing. */
 static bool parse_post(const json_t *pp, const char **cls, const char **sep)
 {
-    const char *type = jstr(pp, "type", "");
+    const char *type = tok_json_str(pp, "type", "");
     if (!strcmp(type, "BertProcessing")) {
         const json_t *c = json_object_get(pp, "cls"), *s = json_object_get(pp, "sep");
         *cls = json_string_value(json_array_get(c, 0));
@@ -955,9 +935,9 @@ static bool parse_post(const json_t *pp, const char **cls, const char **sep)
     const json_t *a = json_object_get(json_array_get(single, 0), "SpecialToken");
     const json_t *m = json_object_get(json_array_get(single, 1), "Sequence");
     const json_t *b = json_object_get(json_array_get(single, 2), "SpecialToken");
-    *cls = jstr(a, "id", NULL);
-    *sep = jstr(b, "id", NULL);
-    return *cls && *sep && m && !strcmp(jstr(m, "id", ""), "A");
+    *cls = tok_json_str(a, "id", NULL);
+    *sep = tok_json_str(b, "id", NULL);
+    return *cls && *sep && m && !strcmp(tok_json_str(m, "id", ""), "A");
 }
 
 static embd_tokenizer *wrap_ugm(tok_ugm *u)
@@ -976,7 +956,7 @@ embd_tokenizer *embd_tokenizer_new_unigram(const embd_unigram_vocab *v, char *er
     tok_ugm *u = tok_ugm_new(v, err, errlen);
     embd_tokenizer *t = wrap_ugm(u);
     if (u && !t)
-        set_err(err, errlen, "out of memory");
+        embd_fail(err, errlen, "out of memory");
     return t;
 }
 
@@ -988,29 +968,29 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     const json_t *pre = json_object_get(root, "pre_tokenizer");
     const json_t *post = json_object_get(root, "post_processor");
     const json_t *added = json_object_get(root, "added_tokens");
-    const char *mtype = jstr(model, "type", json_is_array(vocab) ? "Unigram" : "WordPiece");
+    const char *mtype = tok_json_str(model, "type", json_is_array(vocab) ? "Unigram" : "WordPiece");
     const char *cls = NULL, *sep = NULL;
     if (!strcmp(mtype, "Unigram")) {
         tok_ugm *u = tok_ugm_from_json(root, err, errlen);
         embd_tokenizer *t = wrap_ugm(u);
         if (u && !t)
-            set_err(err, errlen, "out of memory");
+            embd_fail(err, errlen, "out of memory");
         return t;
     }
     if (!json_is_object(vocab) || strcmp(mtype, "WordPiece")) {
-        set_err(err, errlen, "model is not WordPiece");
+        embd_fail(err, errlen, "model is not WordPiece");
         return NULL;
     }
-    if (norm && !json_is_null(norm) && strcmp(jstr(norm, "type", ""), "BertNormalizer")) {
-        set_err(err, errlen, "unsupported normalizer %s", jstr(norm, "type", "?"));
+    if (norm && !json_is_null(norm) && strcmp(tok_json_str(norm, "type", ""), "BertNormalizer")) {
+        embd_fail(err, errlen, "unsupported normalizer %s", tok_json_str(norm, "type", "?"));
         return NULL;
     }
-    if (strcmp(jstr(pre, "type", ""), "BertPreTokenizer")) {
-        set_err(err, errlen, "unsupported pre_tokenizer %s", jstr(pre, "type", "?"));
+    if (strcmp(tok_json_str(pre, "type", ""), "BertPreTokenizer")) {
+        embd_fail(err, errlen, "unsupported pre_tokenizer %s", tok_json_str(pre, "type", "?"));
         return NULL;
     }
     if (!parse_post(post, &cls, &sep)) {
-        set_err(err, errlen, "unsupported post_processor (want [CLS] $A [SEP])");
+        embd_fail(err, errlen, "unsupported post_processor (want [CLS] $A [SEP])");
         return NULL;
     }
     /* transformers.js reads these options as given: an absent one is falsy */
@@ -1018,11 +998,11 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     embd_wordpiece_opts_default(&o);
     if (norm && !json_is_null(norm)) {
         const json_t *sa = json_object_get(norm, "strip_accents");
-        o.clean_text = jtrue(norm, "clean_text");
-        o.handle_chinese_chars = jtrue(norm, "handle_chinese_chars");
-        o.lowercase = jtrue(norm, "lowercase");
+        o.clean_text = tok_json_true(norm, "clean_text");
+        o.handle_chinese_chars = tok_json_true(norm, "handle_chinese_chars");
+        o.lowercase = tok_json_true(norm, "lowercase");
         /* JS: lowercase ? strip_accents !== false : !!strip_accents */
-        o.strip_accents = json_is_false(sa) ? 0 : jtrue(norm, "strip_accents") ? 1 : -1;
+        o.strip_accents = json_is_false(sa) ? 0 : tok_json_true(norm, "strip_accents") ? 1 : -1;
     } else {
         o.clean_text = o.handle_chinese_chars = o.lowercase = false;
         o.strip_accents = 0;
@@ -1035,7 +1015,7 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
 
     embd_tokenizer *t = tok_alloc(&o, json_object_size(vocab));
     if (!t) {
-        set_err(err, errlen, "out of memory");
+        embd_fail(err, errlen, "out of memory");
         return NULL;
     }
     json_int_t max_id = -1;
@@ -1044,7 +1024,7 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     json_object_foreach((json_t *)vocab, key, val) {
         json_int_t id = json_integer_value(val);
         if (!json_is_integer(val) || id < 0 || id >= (1 << 24)) {
-            set_err(err, errlen, "bad vocabulary id for %s", key);
+            embd_fail(err, errlen, "bad vocabulary id for %s", key);
             embd_tokenizer_free(t);
             return NULL;
         }
@@ -1055,7 +1035,7 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     json_array_foreach(added, i, val) {
         json_int_t id = json_integer_value(json_object_get(val, "id"));
         if (!json_is_string(json_object_get(val, "content")) || id < 0 || id >= (1 << 24)) {
-            set_err(err, errlen, "bad added token %zu", i);
+            embd_fail(err, errlen, "bad added token %zu", i);
             embd_tokenizer_free(t);
             return NULL;
         }
@@ -1080,21 +1060,21 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
             .content = (char *)json_string_value(c),
             .len = json_string_length(c),
             .id = (int32_t)json_integer_value(json_object_get(val, "id")),
-            .lstrip = jtrue(val, "lstrip"),
-            .rstrip = jtrue(val, "rstrip"),
-            .special = jtrue(val, "special"),
+            .lstrip = tok_json_true(val, "lstrip"),
+            .rstrip = tok_json_true(val, "rstrip"),
+            .special = tok_json_true(val, "special"),
         };
         const json_t *nv = json_object_get(val, "normalized");
-        a.normalized = (nv && !json_is_null(nv)) ? jtrue(val, "normalized") : !a.special;
+        a.normalized = (nv && !json_is_null(nv)) ? tok_json_true(val, "normalized") : !a.special;
         if (!norm || json_is_null(norm))
             a.normalized = false; /* no normalizer: all contents match the raw text */
         if (!add_token(t, &a, &acap))
             goto oom;
     }
-    return finish(t, jstr(model, "unk_token", "[UNK]"), cls, sep,
-                  jstr(model, "continuing_subword_prefix", "##"), err, errlen);
+    return finish(t, tok_json_str(model, "unk_token", "[UNK]"), cls, sep,
+                  tok_json_str(model, "continuing_subword_prefix", "##"), err, errlen);
 oom:
-    set_err(err, errlen, "out of memory");
+    embd_fail(err, errlen, "out of memory");
     embd_tokenizer_free(t);
     return NULL;
 }
@@ -1104,7 +1084,7 @@ embd_tokenizer *embd_tokenizer_from_json(const char *json, size_t len, char *err
     json_error_t je;
     json_t *root = json_loadb(json, len, JSON_ALLOW_NUL, &je);
     if (!root) {
-        set_err(err, errlen, "tokenizer JSON: %s (line %d)", je.text, je.line);
+        embd_fail(err, errlen, "tokenizer JSON: %s (line %d)", je.text, je.line);
         return NULL;
     }
     embd_tokenizer *t = from_json(root, err, errlen);
@@ -1117,7 +1097,7 @@ embd_tokenizer *embd_tokenizer_from_json_file(const char *path, char *err, size_
     json_error_t je;
     json_t *root = json_load_file(path, JSON_ALLOW_NUL, &je);
     if (!root) {
-        set_err(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
+        embd_fail(err, errlen, "%s: %s (line %d)", path, je.text, je.line);
         return NULL;
     }
     embd_tokenizer *t = from_json(root, err, errlen);

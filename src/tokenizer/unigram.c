@@ -17,7 +17,9 @@
 #include <string.h>
 
 #include "tokenizer/tok_hash.h"
+#include "tokenizer/tok_json.h"
 #include "tokenizer/tok_unicode.h"
+#include "util/sys.h"
 
 /* ---------------------------------------------------------------- byte trie */
 
@@ -273,15 +275,6 @@ struct tok_ugm {
     double unk_score;
 };
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || !errlen)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static char *dup_bytes(const char *s, size_t n)
 {
@@ -871,7 +864,7 @@ int32_t tok_ugm_sep_id(const tok_ugm *u)
 static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen)
 {
     if (u->unk_id < 0 || (size_t)u->unk_id >= u->n_model || !in_model[u->unk_id]) {
-        set_err(err, errlen, "unknown token id %d is not in the vocabulary", (int)u->unk_id);
+        embd_fail(err, errlen, "unknown token id %d is not in the vocabulary", (int)u->unk_id);
         return false;
     }
     /* min_score over the vocabulary, then the unknown token scores 10 below it */
@@ -884,7 +877,7 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
     for (size_t i = 0; i < u->n_atoks; i++) {
         ugm_added *a = &u->atoks[i];
         if (tu_utf8_validate((const uint8_t *)a->content, a->len) != a->len) {
-            set_err(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
+            embd_fail(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
             return false;
         }
         if (!tok_htab_put(&u->ids, a->content, a->len, a->id))
@@ -962,7 +955,7 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
 oom_s:
     scratch_free(&s);
 oom:
-    set_err(err, errlen, "out of memory");
+    embd_fail(err, errlen, "out of memory");
     return false;
 }
 
@@ -982,7 +975,7 @@ static bool set_meta(tok_ugm *u, const char *rep, const char *str_rep, int prepe
 tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
 {
     if (!v || !v->tokens || !v->n_tokens || v->n_tokens > (1u << 24)) {
-        set_err(err, errlen, "empty or oversized vocabulary");
+        embd_fail(err, errlen, "empty or oversized vocabulary");
         return NULL;
     }
     size_t n = v->n_tokens;
@@ -994,7 +987,7 @@ tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
     for (size_t i = 0; i < n; i++) {
         const char *tok = v->tokens[i];
         if (!tok) {
-            set_err(err, errlen, "token %zu is NULL", i);
+            embd_fail(err, errlen, "token %zu is NULL", i);
             goto fail;
         }
         int32_t type = v->token_types ? v->token_types[i] : 1;
@@ -1007,7 +1000,7 @@ tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
             continue;
         double sc = v->scores ? (double)v->scores[i] : 0.0;
         if (isnan(sc)) {
-            set_err(err, errlen, "token %zu has a NaN score", i);
+            embd_fail(err, errlen, "token %zu has a NaN score", i);
             goto fail;
         }
         u->scores[i] = sc;
@@ -1057,7 +1050,7 @@ tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
     int32_t bos = v->bos_id >= 0 ? v->bos_id : tok_htab_get(&u->ids, "<s>", 3);
     int32_t eos = v->eos_id >= 0 ? v->eos_id : tok_htab_get(&u->ids, "</s>", 4);
     if (bos < 0 || (size_t)bos >= n || eos < 0 || (size_t)eos >= n) {
-        set_err(err, errlen, "no <s> / </s> token");
+        embd_fail(err, errlen, "no <s> / </s> token");
         goto fail;
     }
     u->cls_id = bos;
@@ -1067,32 +1060,19 @@ tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
     free(in_model);
     return u;
 oom:
-    set_err(err, errlen, "out of memory");
+    embd_fail(err, errlen, "out of memory");
 fail:
     free(in_model);
     tok_ugm_free(u);
     return NULL;
 }
 
-/* JS truthiness of an optional member. */
-static bool jtrue(const json_t *o, const char *key)
-{
-    const json_t *v = json_object_get(o, key);
-    return v && !json_is_null(v) && !json_is_false(v) && !(json_is_integer(v) && !json_integer_value(v)) &&
-           !(json_is_string(v) && !json_string_length(v));
-}
-
-static const char *jstr(const json_t *o, const char *key, const char *def)
-{
-    const json_t *v = json_object_get(o, key);
-    return json_is_string(v) ? json_string_value(v) : def;
-}
 
 /* The special token strings around sequence A: TemplateProcessing [SpecialToken, A, SpecialToken],
  * RobertaProcessing or BertProcessing. */
 static bool parse_post(const json_t *pp, const char **cls, const char **sep)
 {
-    const char *type = jstr(pp, "type", "");
+    const char *type = tok_json_str(pp, "type", "");
     if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
         *cls = json_string_value(json_array_get(json_object_get(pp, "cls"), 0));
         *sep = json_string_value(json_array_get(json_object_get(pp, "sep"), 0));
@@ -1106,9 +1086,9 @@ static bool parse_post(const json_t *pp, const char **cls, const char **sep)
     const json_t *a = json_object_get(json_array_get(single, 0), "SpecialToken");
     const json_t *m = json_object_get(json_array_get(single, 1), "Sequence");
     const json_t *b = json_object_get(json_array_get(single, 2), "SpecialToken");
-    *cls = jstr(a, "id", NULL);
-    *sep = jstr(b, "id", NULL);
-    return *cls && *sep && m && !strcmp(jstr(m, "id", ""), "A");
+    *cls = tok_json_str(a, "id", NULL);
+    *sep = tok_json_str(b, "id", NULL);
+    return *cls && *sep && m && !strcmp(tok_json_str(m, "id", ""), "A");
 }
 
 tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
@@ -1120,20 +1100,20 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     const char *cls = NULL, *sep = NULL;
     size_t nv = json_array_size(vocab);
     if (!json_is_array(vocab) || !nv || nv > (1u << 24)) {
-        set_err(err, errlen, "Unigram model without a vocabulary array");
+        embd_fail(err, errlen, "Unigram model without a vocabulary array");
         return NULL;
     }
     if (!parse_post(json_object_get(root, "post_processor"), &cls, &sep)) {
-        set_err(err, errlen, "unsupported post_processor (want <s> $A </s>)");
+        embd_fail(err, errlen, "unsupported post_processor (want <s> $A </s>)");
         return NULL;
     }
-    if (pre && !json_is_null(pre) && strcmp(jstr(pre, "type", ""), "Metaspace")) {
-        set_err(err, errlen, "unsupported pre_tokenizer %s for a Unigram model", jstr(pre, "type", "?"));
+    if (pre && !json_is_null(pre) && strcmp(tok_json_str(pre, "type", ""), "Metaspace")) {
+        embd_fail(err, errlen, "unsupported pre_tokenizer %s for a Unigram model", tok_json_str(pre, "type", "?"));
         return NULL;
     }
     const json_t *unk = json_object_get(model, "unk_id");
     if (!json_is_integer(unk) || json_integer_value(unk) < 0 || (size_t)json_integer_value(unk) >= nv) {
-        set_err(err, errlen, "Unigram model without a valid unk_id");
+        embd_fail(err, errlen, "Unigram model without a valid unk_id");
         return NULL;
     }
     size_t n_ids = nv, i;
@@ -1141,7 +1121,7 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     json_array_foreach(added, i, val) {
         json_int_t id = json_integer_value(json_object_get(val, "id"));
         if (!json_is_string(json_object_get(val, "content")) || id < 0 || id >= (1 << 24)) {
-            set_err(err, errlen, "bad added token %zu", i);
+            embd_fail(err, errlen, "bad added token %zu", i);
             return NULL;
         }
         if ((size_t)id + 1 > n_ids)
@@ -1155,7 +1135,7 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     json_array_foreach(vocab, i, val) {
         const json_t *s = json_array_get(val, 0), *sc = json_array_get(val, 1);
         if (!json_is_string(s) || !json_is_number(sc)) {
-            set_err(err, errlen, "bad vocabulary entry %zu", i);
+            embd_fail(err, errlen, "bad vocabulary entry %zu", i);
             goto fail;
         }
         const char *tok = json_string_value(s);
@@ -1171,12 +1151,12 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
             .content = (char *)json_string_value(c),
             .len = json_string_length(c),
             .id = (int32_t)json_integer_value(json_object_get(val, "id")),
-            .lstrip = jtrue(val, "lstrip"),
-            .rstrip = jtrue(val, "rstrip"),
-            .special = jtrue(val, "special"),
+            .lstrip = tok_json_true(val, "lstrip"),
+            .rstrip = tok_json_true(val, "rstrip"),
+            .special = tok_json_true(val, "special"),
         };
         const json_t *nz = json_object_get(val, "normalized");
-        a.normalized = (nz && !json_is_null(nz)) ? jtrue(val, "normalized") : !a.special;
+        a.normalized = (nz && !json_is_null(nz)) ? tok_json_true(val, "normalized") : !a.special;
         if (!add_atok(u, &a))
             goto oom;
     }
@@ -1186,11 +1166,11 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     u->has_norm = norm && !json_is_null(norm);
     if (pre && !json_is_null(pre)) {
         /* transformers.js: prepend_scheme defaults to "always" (add_prefix_space is not read) */
-        const char *rep = jstr(pre, "replacement", METASPACE);
-        const char *str_rep = jstr(pre, "str_rep", "");
-        const char *scheme = jstr(pre, "prepend_scheme", "always");
+        const char *rep = tok_json_str(pre, "replacement", METASPACE);
+        const char *str_rep = tok_json_str(pre, "str_rep", "");
+        const char *scheme = tok_json_str(pre, "prepend_scheme", "always");
         if (!*rep || tu_utf8_validate((const uint8_t *)rep, strlen(rep)) != strlen(rep)) {
-            set_err(err, errlen, "bad Metaspace replacement");
+            embd_fail(err, errlen, "bad Metaspace replacement");
             goto fail;
         }
         if (!set_meta(u, rep, *str_rep ? str_rep : rep,
@@ -1204,7 +1184,7 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     free(in_model);
     return u;
 oom:
-    set_err(err, errlen, "out of memory");
+    embd_fail(err, errlen, "out of memory");
 fail:
     free(in_model);
     tok_ugm_free(u);
