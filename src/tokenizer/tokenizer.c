@@ -18,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/tok_buf.h"
 #include "tokenizer/tok_hash.h"
 #include "tokenizer/tok_json.h"
 #include "tokenizer/tok_unicode.h"
@@ -94,28 +95,6 @@ static bool cp_reserve(cpbuf *b, size_t extra)
     return true;
 }
 
-typedef struct {
-    size_t start, end; /* byte range (raw) or code point range (normalized) */
-} section;
-
-typedef struct {
-    section *v;
-    size_t n, cap;
-} secbuf;
-
-static bool sec_push(secbuf *b, size_t start, size_t end)
-{
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 16;
-        section *v = realloc(b->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        b->v = v;
-        b->cap = cap;
-    }
-    b->v[b->n++] = (section){start, end};
-    return true;
-}
 
 /* Per-call scratch: encode is reentrant on a shared tokenizer. */
 typedef struct {
@@ -125,7 +104,7 @@ typedef struct {
     size_t bytes_cap;
     uint32_t *offs; /* byte offset of each normalized code point, plus the end */
     size_t offs_cap;
-    secbuf secs, subs;
+    tok_spanbuf secs, subs;
 } scratch;
 
 static void scratch_free(scratch *s)
@@ -517,7 +496,7 @@ static int32_t added_lookup(const embd_tokenizer *t, const void *s, size_t len)
  * looking each section up as transformers.js does (by its text, after earlier trims). Works on
  * bytes (raw) or on code points (normalized; ranges map to bytes through offs). */
 static bool split_sections(const embd_tokenizer *t, const trie *tr, const uint8_t *b, size_t nb,
-                           const uint32_t *offs, size_t ncp, secbuf *out)
+                           const uint32_t *offs, size_t ncp, tok_spanbuf *out)
 {
     out->n = 0;
     size_t n = offs ? ncp : nb, start = 0;
@@ -535,21 +514,21 @@ static bool split_sections(const embd_tokenizer *t, const trie *tr, const uint8_
         } else {
             j = i + mlen;
         }
-        if ((i > start && !sec_push(out, start, i)) || !sec_push(out, i, j))
+        if ((i > start && !tok_span_push(out, start, i)) || !tok_span_push(out, i, j))
             return false;
         i = start = j;
     }
-    if (start < n && !sec_push(out, start, n))
+    if (start < n && !tok_span_push(out, start, n))
         return false;
     /* lstrip / rstrip: trim JS whitespace of the neighbouring sections */
     for (size_t k = 0; k < out->n; k++) {
-        section *sec = &out->v[k];
+        tok_span *sec = &out->v[k];
         size_t b0 = offs ? offs[sec->start] : sec->start, b1 = offs ? offs[sec->end] : sec->end;
         int32_t a = added_lookup(t, b + b0, b1 - b0);
         if (a < 0)
             continue;
         if (t->atoks[a].lstrip && k > 0) {
-            section *p = &out->v[k - 1];
+            tok_span *p = &out->v[k - 1];
             while (p->end > p->start) {
                 uint32_t cp;
                 size_t ps = p->end - 1;
@@ -563,7 +542,7 @@ static bool split_sections(const embd_tokenizer *t, const trie *tr, const uint8_
             }
         }
         if (t->atoks[a].rstrip && k + 1 < out->n) {
-            section *q = &out->v[k + 1];
+            tok_span *q = &out->v[k + 1];
             while (q->start < q->end) {
                 uint32_t cp;
                 size_t bs = offs ? offs[q->start] : q->start;
@@ -582,13 +561,13 @@ static bool encode_text(const embd_tokenizer *t, const uint8_t *text, size_t len
 {
     if (!t->n_atoks) {
         sc->secs.n = 0;
-        if (len && !sec_push(&sc->secs, 0, len))
+        if (len && !tok_span_push(&sc->secs, 0, len))
             return false;
     } else if (!split_sections(t, &t->raw_trie, text, len, NULL, 0, &sc->secs)) {
         return false;
     }
     for (size_t k = 0; k < sc->secs.n; k++) {
-        section sec = sc->secs.v[k];
+        tok_span sec = sc->secs.v[k];
         if (sec.end <= sec.start)
             continue;
         /* looked up by text after all trims, like added_tokens_map.has(section) */
@@ -604,13 +583,13 @@ static bool encode_text(const embd_tokenizer *t, const uint8_t *text, size_t len
             continue;
         sc->subs.n = 0;
         if (t->norm_trie.empty) {
-            if (!sec_push(&sc->subs, 0, ncp))
+            if (!tok_span_push(&sc->subs, 0, ncp))
                 return false;
         } else if (!split_sections(t, &t->norm_trie, sc->bytes, sc->offs[ncp], sc->offs, ncp, &sc->subs)) {
             return false;
         }
         for (size_t j = 0; j < sc->subs.n; j++) {
-            section sub = sc->subs.v[j];
+            tok_span sub = sc->subs.v[j];
             if (sub.end <= sub.start)
                 continue;
             a = added_lookup(t, sc->bytes + sc->offs[sub.start], sc->offs[sub.end] - sc->offs[sub.start]);
@@ -707,16 +686,6 @@ void embd_tokenizer_free(embd_tokenizer *t)
     free(t);
 }
 
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        if (n)
-            memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
 
 static embd_tokenizer *tok_alloc(const embd_wordpiece_opts *opts, size_t n_vocab)
 {
@@ -742,7 +711,7 @@ static bool set_id_tok(embd_tokenizer *t, int32_t id, const char *s, size_t n)
 {
     if (id < 0 || (size_t)id >= t->n_ids)
         return false;
-    char *d = dup_bytes(s, n);
+    char *d = tok_dup_bytes(s, n);
     if (!d)
         return false;
     free(t->id_tok[id]);
@@ -762,7 +731,7 @@ static bool add_token(embd_tokenizer *t, const added_tok *a, size_t *cap)
     }
     added_tok *d = &t->atoks[t->n_atoks];
     *d = *a;
-    d->content = dup_bytes(a->content, a->len);
+    d->content = tok_dup_bytes(a->content, a->len);
     if (!d->content)
         return false;
     t->n_atoks++;
@@ -782,7 +751,7 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
 {
     scratch sc;
     memset(&sc, 0, sizeof sc);
-    t->prefix = dup_bytes(prefix, strlen(prefix));
+    t->prefix = tok_dup_bytes(prefix, strlen(prefix));
     if (!t->prefix)
         goto oom;
     t->plen = strlen(prefix);

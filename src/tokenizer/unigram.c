@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/tok_buf.h"
 #include "tokenizer/tok_hash.h"
 #include "tokenizer/tok_json.h"
 #include "tokenizer/tok_unicode.h"
@@ -276,16 +277,6 @@ struct tok_ugm {
 };
 
 
-static char *dup_bytes(const char *s, size_t n)
-{
-    char *d = malloc(n + 1);
-    if (d) {
-        if (n)
-            memcpy(d, s, n);
-        d[n] = 0;
-    }
-    return d;
-}
 
 void tok_ugm_free(tok_ugm *u)
 {
@@ -333,7 +324,7 @@ static tok_ugm *ugm_alloc(size_t n_ids, size_t n_model)
 
 static bool set_id_tok(tok_ugm *u, int32_t id, const char *s, size_t n)
 {
-    char *d = dup_bytes(s, n);
+    char *d = tok_dup_bytes(s, n);
     if (!d)
         return false;
     free(u->id_tok[id]);
@@ -353,7 +344,7 @@ static bool add_atok(tok_ugm *u, const ugm_added *a)
     }
     ugm_added *d = &u->atoks[u->n_atoks];
     *d = *a;
-    d->content = dup_bytes(a->content, a->len);
+    d->content = tok_dup_bytes(a->content, a->len);
     if (!d->content)
         return false;
     u->n_atoks++;
@@ -377,28 +368,6 @@ static int32_t final_id(const tok_ugm *u, const void *s, size_t len)
 
 /* ---------------------------------------------------------------- scratch */
 
-typedef struct {
-    size_t start, end; /* bytes */
-} span;
-
-typedef struct {
-    span *v;
-    size_t n, cap;
-} spanbuf;
-
-static bool span_push(spanbuf *b, size_t s, size_t e)
-{
-    if (b->n == b->cap) {
-        size_t cap = b->cap ? b->cap * 2 : 16;
-        span *v = realloc(b->v, cap * sizeof *v);
-        if (!v)
-            return false;
-        b->v = v;
-        b->cap = cap;
-    }
-    b->v[b->n++] = (span){s, e};
-    return true;
-}
 
 static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 {
@@ -424,7 +393,7 @@ typedef struct {
     size_t mb_cap;
     uint32_t *coff;    /* byte offset of each lattice character, plus the end */
     size_t coff_cap;
-    spanbuf secs, subs;
+    tok_spanbuf secs, subs;
     /* lattice nodes (struct of arrays); node 0 is BOS */
     double *bts;
     int32_t *prev, *term, *begin, *next;
@@ -672,7 +641,7 @@ static size_t utf8_len(uint8_t b)
 
 /* DictionarySplitter, then the lstrip/rstrip trims of the added tokens found (looked up by the
  * text of each section after earlier trims, as transformers.js does). */
-static bool split(const tok_ugm *u, const ugm_trie *tr, const uint8_t *b, size_t n, spanbuf *out)
+static bool split(const tok_ugm *u, const ugm_trie *tr, const uint8_t *b, size_t n, tok_spanbuf *out)
 {
     out->n = 0;
     size_t start = 0;
@@ -682,19 +651,19 @@ static bool split(const tok_ugm *u, const ugm_trie *tr, const uint8_t *b, size_t
             i += utf8_len(b[i]);
             continue;
         }
-        if ((i > start && !span_push(out, start, i)) || !span_push(out, i, i + m))
+        if ((i > start && !tok_span_push(out, start, i)) || !tok_span_push(out, i, i + m))
             return false;
         i = start = i + m;
     }
-    if (start < n && !span_push(out, start, n))
+    if (start < n && !tok_span_push(out, start, n))
         return false;
     for (size_t k = 0; k < out->n; k++) {
-        span *sp = &out->v[k];
+        tok_span *sp = &out->v[k];
         int32_t a = added_lookup(u, b + sp->start, sp->end - sp->start);
         if (a < 0)
             continue;
         if (u->atoks[a].lstrip && k > 0) {
-            span *p = &out->v[k - 1];
+            tok_span *p = &out->v[k - 1];
             while (p->end > p->start) {
                 size_t q = p->end - 1;
                 while (q > p->start && is_cont(b[q]))
@@ -707,7 +676,7 @@ static bool split(const tok_ugm *u, const ugm_trie *tr, const uint8_t *b, size_t
             }
         }
         if (u->atoks[a].rstrip && k + 1 < out->n) {
-            span *q = &out->v[k + 1];
+            tok_span *q = &out->v[k + 1];
             while (q->start < q->end) {
                 uint32_t cp;
                 int l = tu_utf8_decode(b + q->start, &cp);
@@ -750,13 +719,13 @@ static bool encode(const tok_ugm *u, const uint8_t *text, size_t len, ugm_scratc
 {
     if (!u->have_raw_split) {
         s->secs.n = 0;
-        if (len && !span_push(&s->secs, 0, len))
+        if (len && !tok_span_push(&s->secs, 0, len))
             return false;
     } else if (!split(u, &u->raw_split, text, len, &s->secs)) {
         return false;
     }
     for (size_t k = 0; k < s->secs.n; k++) {
-        span sec = s->secs.v[k];
+        tok_span sec = s->secs.v[k];
         if (sec.end <= sec.start)
             continue;
         int32_t a = added_lookup(u, text + sec.start, sec.end - sec.start);
@@ -775,13 +744,13 @@ static bool encode(const tok_ugm *u, const uint8_t *text, size_t len, ugm_scratc
             continue;
         s->subs.n = 0;
         if (!u->have_norm_split) {
-            if (!span_push(&s->subs, 0, n))
+            if (!tok_span_push(&s->subs, 0, n))
                 return false;
         } else if (!split(u, &u->norm_split, t, n, &s->subs)) {
             return false;
         }
         for (size_t j = 0; j < s->subs.n; j++) {
-            span sub = s->subs.v[j];
+            tok_span sub = s->subs.v[j];
             if (sub.end <= sub.start)
                 continue;
             a = added_lookup(u, t + sub.start, sub.end - sub.start);
@@ -816,7 +785,7 @@ static void scratch_key_init(void)
 static size_t scratch_bytes(const ugm_scratch *s)
 {
     return (s->a.cap + s->b.cap + s->coff_cap + s->ecap * 2 + s->pcap) * 4 + s->nb_cap + s->mb_cap +
-           (s->secs.cap + s->subs.cap) * sizeof(span) + s->ncap * 24;
+           (s->secs.cap + s->subs.cap) * sizeof(tok_span) + s->ncap * 24;
 }
 
 bool tok_ugm_encode(const tok_ugm *u, const uint8_t *text, size_t len, tok_emit_fn emit, void *ctx)
@@ -962,8 +931,8 @@ oom:
 static bool set_meta(tok_ugm *u, const char *rep, const char *str_rep, int prepend)
 {
     u->meta = true;
-    u->meta_rep = dup_bytes(rep, strlen(rep));
-    u->meta_str = dup_bytes(str_rep, strlen(str_rep));
+    u->meta_rep = tok_dup_bytes(rep, strlen(rep));
+    u->meta_str = tok_dup_bytes(str_rep, strlen(str_rep));
     u->meta_rep_len = strlen(rep);
     u->meta_str_len = strlen(str_rep);
     u->prepend = prepend;
