@@ -165,6 +165,53 @@ int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t
     return embd_embed_token_pairs(enc, ids, n_ids, NULL, n, o, out, res, err, errlen);
 }
 
+/* Tokenizes one text (after o->prompt, the two truncated together) into tk and fills r: true when
+ * it can run, else r says why. joined/jcap: a buffer reused across calls for prompt + text. */
+static bool tokenize_item(const embd_model *m, const char *text, size_t len, const embd_opts *o, int ctx, char **joined,
+                          size_t *jcap, embd_tokens *tk, embd_item *r) {
+    memset(r, 0, sizeof *r);
+    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
+    if (plen) {
+        if (len + plen > *jcap) {
+            char *p = realloc(*joined, len + plen);
+            if (!p) {
+                r->status = EMBD_ITEM_FAILED;
+                snprintf(r->message, sizeof r->message, "out of memory");
+                return false;
+            }
+            *joined = p;
+            *jcap = len + plen;
+        }
+        memcpy(*joined, o->prompt, plen);
+        memcpy(*joined + plen, text, len);
+        text = *joined;
+        len += plen;
+    }
+    size_t bad = 0;
+    /* Tokenize in full when truncation is off, so the error can give the real count. */
+    int rc = embd_tokenizer_encode(m->tok, text, len, o->truncate ? (size_t)ctx : 0, tk, &bad);
+    if (rc == EMBD_TOK_EUTF8) {
+        r->status = EMBD_ITEM_BAD_UTF8;
+        snprintf(r->message, sizeof r->message, "invalid UTF-8 at byte %zu", bad >= plen ? bad - plen : bad);
+        return false;
+    }
+    if (rc != EMBD_TOK_OK) {
+        r->status = EMBD_ITEM_FAILED;
+        snprintf(r->message, sizeof r->message, "tokenizer failed (out of memory)");
+        return false;
+    }
+    r->n_tokens_full = (int)tk->n_full;
+    r->truncated = tk->truncated;
+    if (tk->n > (size_t)ctx) {
+        r->status = EMBD_ITEM_TOO_LONG;
+        snprintf(r->message, sizeof r->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
+                 tk->n, ctx);
+        return false;
+    }
+    r->n_tokens = (int)tk->n;
+    return true;
+}
+
 int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *lens, size_t n, const embd_opts *o,
                      float *out, embd_item *res, char *err, size_t errlen) {
     const embd_model *m = embd_encoder_model(enc);
@@ -181,55 +228,11 @@ int embd_embed_texts(embd_encoder *enc, const char *const *texts, const size_t *
         return embd_fail(err, errlen, "out of memory");
     }
     size_t ns = 0;
-    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
     char *joined = NULL;
     size_t jcap = 0;
-    for (size_t i = 0; i < n; i++) {
-        embd_item *r = &res[i];
-        memset(r, 0, sizeof *r);
-        size_t bad = 0;
-        const char *text = texts[i];
-        size_t len = lens[i];
-        if (plen) { /* the prompt and the text are one input, truncated together */
-            if (len + plen > jcap) {
-                char *p = realloc(joined, len + plen);
-                if (!p) {
-                    r->status = EMBD_ITEM_FAILED;
-                    snprintf(r->message, sizeof r->message, "out of memory");
-                    continue;
-                }
-                joined = p;
-                jcap = len + plen;
-            }
-            memcpy(joined, o->prompt, plen);
-            memcpy(joined + plen, text, len);
-            text = joined;
-            len += plen;
-        }
-        /* Tokenize in full when truncation is off, so the error can give the real count. */
-        int rc = embd_tokenizer_encode(m->tok, text, len, o->truncate ? (size_t)ctx : 0, &tk[i], &bad);
-        if (rc == EMBD_TOK_EUTF8 && bad >= plen) bad -= plen;
-        if (rc == EMBD_TOK_EUTF8) {
-            r->status = EMBD_ITEM_BAD_UTF8;
-            snprintf(r->message, sizeof r->message, "invalid UTF-8 at byte %zu", bad);
-            continue;
-        }
-        if (rc != EMBD_TOK_OK) {
-            r->status = EMBD_ITEM_FAILED;
-            snprintf(r->message, sizeof r->message, "tokenizer failed (out of memory)");
-            continue;
-        }
-        r->n_tokens_full = (int)tk[i].n_full;
-        r->truncated = tk[i].truncated;
-        if (tk[i].n > (size_t)ctx) {
-            r->status = EMBD_ITEM_TOO_LONG;
-            snprintf(r->message, sizeof r->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
-                     tk[i].n, ctx);
-            continue;
-        }
-        r->n_tokens = (int)tk[i].n;
-        seqs[ns++] = (seq){.ids = tk[i].ids, .len = (int)tk[i].n, .index = i};
-    }
+    for (size_t i = 0; i < n; i++)
+        if (tokenize_item(m, texts[i], lens[i], o, ctx, &joined, &jcap, &tk[i], &res[i]))
+            seqs[ns++] = (seq){.ids = tk[i].ids, .len = (int)tk[i].n, .index = i};
     free(joined);
     int rc = run_sequences(enc, hp, seqs, ns, pool, o, out, res, err, errlen);
     for (size_t i = 0; i < n; i++) embd_tokens_free(&tk[i]);
@@ -241,37 +244,19 @@ int embd_embed_token_states(embd_encoder *enc, const char *text, size_t len, con
                             embd_item *res, char *err, size_t errlen) {
     const embd_model *m = embd_encoder_model(enc);
     const int H = m->info.n_embd, ctx = effective_ctx(&m->info, o);
-    memset(res, 0, sizeof *res);
     *states = NULL;
-    const size_t plen = o->prompt ? strlen(o->prompt) : 0;
-    char *joined = malloc(plen + len + 1);
-    if (!joined) return embd_fail(err, errlen, "out of memory");
-    if (plen) memcpy(joined, o->prompt, plen);
-    memcpy(joined + plen, text, len);
     embd_tokens tk = {0};
-    size_t bad = 0;
-    int rc = embd_tokenizer_encode(m->tok, joined, plen + len, o->truncate ? (size_t)ctx : 0, &tk, &bad);
+    char *joined = NULL;
+    size_t jcap = 0;
+    bool ok = tokenize_item(m, text, len, o, ctx, &joined, &jcap, &tk, res);
     free(joined);
-    if (rc == EMBD_TOK_EUTF8) {
-        res->status = EMBD_ITEM_BAD_UTF8;
-        snprintf(res->message, sizeof res->message, "invalid UTF-8 at byte %zu", bad >= plen ? bad - plen : bad);
-    } else if (rc != EMBD_TOK_OK) {
-        res->status = EMBD_ITEM_FAILED;
-        snprintf(res->message, sizeof res->message, "tokenizer failed (out of memory)");
-    } else if (tk.n > (size_t)ctx) {
-        res->status = EMBD_ITEM_TOO_LONG;
-        snprintf(res->message, sizeof res->message, "input has %zu tokens, more than the limit of %d (truncation is off)",
-                 tk.n, ctx);
-    } else if (!(*states = malloc(tk.n * (size_t)H * sizeof **states))) {
+    if (ok && !(*states = malloc(tk.n * (size_t)H * sizeof **states))) {
         res->status = EMBD_ITEM_FAILED;
         snprintf(res->message, sizeof res->message, "out of memory");
-    } else {
+    } else if (ok) {
         const int32_t *ids[1] = {tk.ids};
         int lens[1] = {(int)tk.n};
         char e2[160];
-        res->n_tokens = (int)tk.n;
-        res->n_tokens_full = (int)tk.n_full;
-        res->truncated = tk.truncated;
         if (embd_encoder_run(enc, ids, lens, NULL, 1, EMBD_POOL_NONE, *states, e2, sizeof e2)) {
             free(*states);
             *states = NULL;

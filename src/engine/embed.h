@@ -50,7 +50,8 @@ int embd_embed_tokens(embd_encoder *enc, const int32_t *const *ids, const size_t
                       const embd_opts *o, float *out, embd_item *res, char *err, size_t errlen);
 
 /* Token embeddings (pooling none) of one text: *states gets res->n_tokens * n_embd floats
- * (malloc'd, not normalised; NULL when the item failed, res says why). Returns 0 or -1 with err. */
+ * (malloc'd, not normalised; NULL when the item failed, res says why). Returns 0; err is kept for
+ * errors that concern the call rather than the item. */
 int embd_embed_token_states(embd_encoder *enc, const char *text, size_t len, const embd_opts *o, float **states,
                             embd_item *res, char *err, size_t errlen);
 

@@ -30,7 +30,6 @@ struct embd_encoder {
     float *mask, *hidden;
     uint16_t *mask16, *mask16_sel; /* f16 key-padding masks for flash attention */
     size_t ids_cap, pos_cap, types_cap, mask_cap, hidden_cap, sel_cap, mask16_cap, mask16_sel_cap;
-    bool flash; /* f16 masks (ggml flash attention; embd's kernel needs none) */
     int attn;   /* ATTN_*: which attention implementation the graph uses */
     embd_attn_params ap, ap_sel; /* the embd attention op's view of the batch (all rows / pooled rows) */
     int *lens_buf;
@@ -57,7 +56,6 @@ embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, si
     e->attn = attn && !strcmp(attn, "matmul") ? ATTN_MATMUL : attn && !strcmp(attn, "flash") ? ATTN_FLASH : ATTN_EMBD;
     const int dh = m->info.n_embd / m->info.n_head;
     if (e->attn == ATTN_EMBD && (dh % 16 || dh > 64)) e->attn = ATTN_FLASH; /* the kernel's head sizes */
-    e->flash = e->attn != ATTN_MATMUL; /* flash and embd both take an f16 mask (embd reads lens) */
     const char *gelu = getenv("EMBD_GELU");
     e->fused_gelu = !(gelu && !strcmp(gelu, "ggml"));
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
@@ -137,7 +135,7 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
     ggml_set_input(io->pos);
     io->mask = io->sel = io->mask_sel = io->types = NULL;
     if (e->attn != ATTN_EMBD) { /* embd's kernel reads the lengths instead of a mask */
-        io->mask = ggml_new_tensor_4d(c, e->flash ? GGML_TYPE_F16 : GGML_TYPE_F32, L, L, 1, B);
+        io->mask = ggml_new_tensor_4d(c, e->attn == ATTN_FLASH ? GGML_TYPE_F16 : GGML_TYPE_F32, L, L, 1, B);
         ggml_set_input(io->mask);
     }
     if (typed) {
@@ -174,7 +172,7 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
         struct ggml_tensor *att;
         if (e->attn == ATTN_EMBD) {
             att = embd_attention(c, qh, kh, vh, (last && select) ? &e->ap_sel : &e->ap);
-        } else if (e->flash) {
+        } else if (e->attn == ATTN_FLASH) {
             /* Tiled online-softmax attention, f32 throughout with f32 K/V: no L x L score matrix
              * in memory and no tiny per-head GEMMs (head size 32 is a poor GEMM depth). */
             struct ggml_tensor *o = ggml_flash_attn_ext(c, ggml_permute(c, q, 0, 2, 1, 3), ggml_permute(c, k, 0, 2, 1, 3),
@@ -233,7 +231,7 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
     const size_t nt = (size_t)L * n_seq, nm = (size_t)L * L * n_seq;
     if (!grow((void **)&e->ids, &e->ids_cap, nt, sizeof *e->ids) || !grow((void **)&e->pos, &e->pos_cap, nt, sizeof *e->pos) ||
         (e->attn == ATTN_EMBD ? false
-         : e->flash           ? !grow((void **)&e->mask16, &e->mask16_cap, nm, sizeof *e->mask16) ||
+         : e->attn == ATTN_FLASH ? !grow((void **)&e->mask16, &e->mask16_cap, nm, sizeof *e->mask16) ||
                                     !grow((void **)&e->mask16_sel, &e->mask16_sel_cap, nt, sizeof *e->mask16_sel)
                               : !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask)) ||
         !grow((void **)&e->sel, &e->sel_cap, (size_t)n_seq, sizeof *e->sel))
@@ -257,7 +255,7 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         for (int t = 0; t < lens[b]; t++)
             if (row[t] < 0 || row[t] >= hp->n_vocab) return embd_fail(err, errlen, "token id %d out of range", row[t]);
         if (e->attn == ATTN_EMBD) {
-        } else if (e->flash) {
+        } else if (e->attn == ATTN_FLASH) {
             uint16_t *mrow = e->mask16 + (size_t)b * L * L, *srow = e->mask16_sel + (size_t)b * L;
             for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0x0000 : 0xFC00; /* f16 0 and -inf */
             for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
@@ -290,7 +288,7 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
     ggml_backend_tensor_set(io.pos, e->pos, 0, nt * sizeof *e->pos);
     if (io.types) ggml_backend_tensor_set(io.types, e->types, 0, nt * sizeof *e->types);
     if (e->attn == ATTN_EMBD) {
-    } else if (e->flash) {
+    } else if (e->attn == ATTN_FLASH) {
         ggml_backend_tensor_set(io.mask, e->mask16, 0, nm * sizeof *e->mask16);
         if (io.mask_sel) ggml_backend_tensor_set(io.mask_sel, e->mask16_sel, 0, nt * sizeof *e->mask16_sel);
     } else {
