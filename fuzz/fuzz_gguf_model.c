@@ -17,9 +17,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         return 0;
     }
     const embd_model_info *in = &m->info;
-    FUZZ_CHECK(m->tok && m->layers && in->n_layer > 0 && in->n_embd > 0 && in->n_head > 0);
+    FUZZ_CHECK(m->tok && m->w.layers && in->n_layer > 0 && in->n_embd > 0 && in->n_head > 0);
     FUZZ_CHECK(in->n_embd % in->n_head == 0 && in->n_ctx > 0 && in->file_bytes == size);
-    FUZZ_CHECK(in->n_vocab == (int)embd_tokenizer_vocab_size(m->tok) && m->tok_embd->ne[1] == in->n_vocab);
+    FUZZ_CHECK(in->n_vocab == (int)embd_tokenizer_vocab_size(m->tok) && m->w.tok_embd->ne[1] == in->n_vocab);
 
     static const char text[] = "Hello, world! [CLS] unaffable \xE4\xBD\xA0\xE5\xA5\xBD";
     embd_tokens tk = {0};

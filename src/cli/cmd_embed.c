@@ -24,6 +24,8 @@ static void embed_usage(FILE *f) {
             "  -o, --output FILE|-     where vectors go (default -)\n"
             "  -f, --format F          jsonl|npy|f32 (default jsonl); npy/f32 also write FILE.meta.jsonl\n"
             "  -t, --threads N         compute threads (default: all usable cores)\n"
+            "      --device D          cpu|auto|cuda|cuda:N (default: $EMBD_DEVICE, else auto: the first\n"
+            "                          GPU of a CUDA build, else the CPU)\n"
             "  -b, --batch-tokens N    padded tokens per forward pass (default 4096)\n"
             "      --pooling P         cls|mean|last|none (default: the model's); none writes every\n"
             "                          token's vector (JSONL token_embeddings, not normalised)\n"
@@ -77,7 +79,7 @@ int cmd_embed(int argc, char **argv) {
         {"no-normalize", no_argument, 0, 'n'},     {"truncate", no_argument, 0, 'T'},
         {"no-truncate", no_argument, 0, 'U'},      {"max-tokens", required_argument, 0, 'M'},
         {"tokenizer", required_argument, 0, 'k'},  {"input-format", required_argument, 0, 'I'},
-        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},
+        {"quiet", no_argument, 0, 'q'},            {"help", no_argument, 0, 'h'},          {"device", required_argument, 0, 'D'},
         {"prompt-name", required_argument, 0, 'R'}, {"prompt", required_argument, 0, 'p'},
         {0, 0, 0, 0}};
     const char *model_path = NULL, *in_path = "-", *out_path = "-", *tok_json = NULL, *prompt_name = NULL;
@@ -85,6 +87,7 @@ int cmd_embed(int argc, char **argv) {
     out_format ofmt = OUT_JSONL;
     read_format ifmt = READ_AUTO;
     int threads = 0;
+    const char *device = NULL; /* NULL: $EMBD_DEVICE, else auto */
     bool quiet = false;
     embd_opts o;
     embd_opts_default(&o);
@@ -97,6 +100,7 @@ int cmd_embed(int argc, char **argv) {
         case 'i': in_path = optarg; break;
         case 'o': out_path = optarg; break;
         case 'k': tok_json = optarg; break;
+        case 'D': device = optarg; break;
         case 'R': prompt_name = optarg; break;
         case 'p': prompt = optarg; break;
         case 'q': quiet = true; break;
@@ -155,7 +159,7 @@ int cmd_embed(int argc, char **argv) {
     }
 
     char err[512];
-    embd_model_params mp = {.tokenizer_json = tok_json};
+    embd_model_params mp = {.tokenizer_json = tok_json, .device = device};
     embd_model *m = embd_model_load(model_path, &mp, err, sizeof err);
     if (!m) {
         fprintf(stderr, "embd embed: %s\n", err);

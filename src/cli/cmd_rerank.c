@@ -21,6 +21,7 @@ static void rerank_usage(FILE *f) {
             "      --no-truncate       fail over-long pairs instead of cutting the document\n"
             "      --max-tokens N      token limit per pair (default: context)\n"
             "  -t, --threads N         compute threads (default: all usable cores)\n"
+            "      --device D          cpu|auto|cuda|cuda:N (default: $EMBD_DEVICE, else auto)\n"
             "      --tokenizer FILE    use a Hugging Face tokenizer.json instead of the GGUF vocabulary\n\n"
             "Prints one JSON object: {\"query\", \"results\": [{\"index\",\"id\",\"score\"} in input order],\n"
             "\"ranking\": [the same, best first]}; a document that failed has \"error\" instead of \"score\"\n"
@@ -66,12 +67,13 @@ int cmd_rerank(int argc, char **argv) {
         {"raw", no_argument, 0, 'r'},            {"top", required_argument, 0, 'n'},
         {"no-truncate", no_argument, 0, 'U'},    {"max-tokens", required_argument, 0, 'M'},
         {"threads", required_argument, 0, 't'},  {"tokenizer", required_argument, 0, 'k'},
-        {"help", no_argument, 0, 'h'},           {0, 0, 0, 0}};
+        {"help", no_argument, 0, 'h'},          {"device", required_argument, 0, 'D'},           {0, 0, 0, 0}};
     const char *model_path = NULL, *query = NULL, *docs_path = "-", *tok_json = NULL;
     read_format ifmt = READ_AUTO;
     bool raw = false;
     long top = 0;
     int threads = 0;
+    const char *device = NULL; /* NULL: $EMBD_DEVICE, else auto */
     embd_opts o;
     embd_opts_default(&o);
     int c;
@@ -83,6 +85,7 @@ int cmd_rerank(int argc, char **argv) {
         case 'q': query = optarg; break;
         case 'd': docs_path = optarg; break;
         case 'k': tok_json = optarg; break;
+        case 'D': device = optarg; break;
         case 'r': raw = true; break;
         case 'U': o.truncate = false; break;
         case 'I':
@@ -133,7 +136,7 @@ int cmd_rerank(int argc, char **argv) {
     float *ranked_score = NULL;
     json_t *out = NULL;
     embd_encoder *enc = NULL;
-    embd_model_params mp = {.tokenizer_json = tok_json};
+    embd_model_params mp = {.tokenizer_json = tok_json, .device = device};
     embd_model *m = embd_model_load(model_path, &mp, err, sizeof err);
     if (!m) goto done;
     if (!embd_model_is_reranker(m)) {

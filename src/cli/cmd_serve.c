@@ -92,6 +92,7 @@ int cmd_serve(int argc, char **argv) {
         {"host", "EMBD_HOST", "address to bind (default 127.0.0.1)", T_STR, &o.host},
         {"port", "EMBD_PORT", "TCP port, 0 = any free one (default 8080)", T_STR, &port_s},
         {"threads", "EMBD_THREADS", "compute threads (default: all usable cores)", T_INT, &o.threads},
+        {"device", "EMBD_DEVICE", "cpu|auto|cuda|cuda:N: where inference runs (default auto)", T_STR, &o.device},
         {"http-threads", "EMBD_HTTP_THREADS", "HTTP worker threads (default 4)", T_INT, &o.http_threads},
         {"pooling", "EMBD_POOLING", "cls|mean|last (default: the model's)", T_POOL, &o.sched.pooling},
         {"max-batch-tokens", "EMBD_MAX_BATCH_TOKENS", "tokens per scheduler batch (default 4096)", T_SIZE,
@@ -229,5 +230,6 @@ int cmd_serve(int argc, char **argv) {
         }
         o.model_path = path;
     }
+    if (o.device) setenv("EMBD_DEVICE", o.device, 1); /* the workers resolve the same device */
     return embd_server_run(&o);
 }

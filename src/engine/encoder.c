@@ -1,6 +1,7 @@
 #include "engine/encoder.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -20,6 +21,8 @@ enum { ATTN_EMBD, ATTN_FLASH, ATTN_MATMUL };
 
 struct embd_encoder {
     const embd_model *m;
+    const embd_weights *w; /* the model's host or device copy */
+    bool gpu;
     ggml_backend_t backend;
     ggml_gallocr_t alloc;
     int n_threads;
@@ -35,22 +38,36 @@ struct embd_encoder {
     int *lens_buf;
     size_t lens_cap;
     bool fused_gelu; /* embd's vectorised bias + GELU instead of ggml's add + scalar-erff gelu_erf */
+    /* GPU memory governor: passes predicted to need more than budget bytes are split before they
+     * run; a pass whose allocation fails anyway is split and retried, and a single sequence that
+     * does not fit runs on the CPU twin (host weights). */
+    size_t budget;           /* 0: unlimited (CPU) */
+    size_t fault_bytes;      /* tests: passes predicted above this fail as if out of memory */
+    embd_encoder *cpu;       /* lazily made CPU twin for the fallback */
+    embd_encoder_stats st;
 };
 
-embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen) {
+static size_t env_bytes(const char *name) {
+    const char *v = getenv(name);
+    return v && *v ? (size_t)strtoull(v, NULL, 10) : 0;
+}
+
+static embd_encoder *encoder_new(const embd_model *m, int n_threads, bool on_cpu, char *err, size_t errlen) {
     embd_encoder *e = calloc(1, sizeof *e);
     if (!e) {
         embd_fail(err, errlen, "out of memory");
         return NULL;
     }
     e->m = m;
+    e->gpu = !on_cpu && embd_device_is_gpu(&m->dev);
+    e->w = e->gpu ? &m->dw : &m->w;
     e->n_threads = n_threads > 0 ? n_threads : embd_cpu_count();
-    e->backend = ggml_backend_cpu_init();
+    e->backend = e->gpu ? ggml_backend_dev_init(m->dev.dev, NULL) : ggml_backend_cpu_init();
     if (!e->backend) {
-        embd_fail(err, errlen, "cannot initialise the ggml CPU backend");
+        embd_fail(err, errlen, "cannot initialise the ggml backend for %s", e->gpu ? m->dev.name : "cpu");
         goto fail;
     }
-    ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
+    if (!e->gpu) ggml_backend_cpu_set_n_threads(e->backend, e->n_threads);
     /* embd's own kernel where the head fits it; EMBD_ATTN=flash|matmul picks ggml's ops instead */
     const char *attn = getenv("EMBD_ATTN");
     e->attn = attn && !strcmp(attn, "matmul") ? ATTN_MATMUL : attn && !strcmp(attn, "flash") ? ATTN_FLASH : ATTN_EMBD;
@@ -58,6 +75,21 @@ embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, si
     if (e->attn == ATTN_EMBD && (dh % 16 || dh > 64)) e->attn = ATTN_FLASH; /* the kernel's head sizes */
     const char *gelu = getenv("EMBD_GELU");
     e->fused_gelu = !(gelu && !strcmp(gelu, "ggml"));
+    if (e->gpu) { /* embd's kernels are CPU code; on a GPU, ggml's ops (cuBLAS batched GEMMs for attention) */
+        e->attn = ATTN_MATMUL;
+        e->fused_gelu = false;
+        size_t free_b, total_b;
+        embd_device_memory(&m->dev, &free_b, &total_b);
+        /* keep a tenth of the card (at least 512 MiB) for the backend's own pools and workspaces */
+        size_t reserve = total_b / 10 > ((size_t)512 << 20) ? total_b / 10 : (size_t)512 << 20;
+        e->budget = free_b > reserve ? free_b - reserve : 0;
+        size_t cap = env_bytes("EMBD_GPU_MEM_BYTES");
+        if (cap && (cap < e->budget || !e->budget)) e->budget = cap;
+        if (!e->budget) e->budget = 1; /* nothing fits: every pass goes to the CPU */
+    }
+    if (!on_cpu) e->fault_bytes = env_bytes("EMBD_FAULT_ALLOC_BYTES");
+    e->st.budget_bytes = e->budget;
+    e->st.weight_bytes = e->gpu ? m->info.device_bytes : 0;
     e->alloc = ggml_gallocr_new(ggml_backend_get_default_buffer_type(e->backend));
     e->meta_size = ggml_tensor_overhead() * GRAPH_MAX_NODES + ggml_graph_overhead_custom(GRAPH_MAX_NODES, false);
     e->meta_buf = malloc(e->meta_size);
@@ -71,8 +103,24 @@ fail:
     return NULL;
 }
 
+embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen) {
+    return encoder_new(m, n_threads, false, err, errlen);
+}
+
+/* Another thread (metrics) may read while a pass runs: the fields are written and read atomically. */
+void embd_encoder_get_stats(const embd_encoder *e, embd_encoder_stats *st) {
+    st->splits = __atomic_load_n(&e->st.splits, __ATOMIC_RELAXED);
+    st->cpu_fallbacks = __atomic_load_n(&e->st.cpu_fallbacks, __ATOMIC_RELAXED);
+    st->budget_bytes = e->st.budget_bytes;
+    st->weight_bytes = e->st.weight_bytes;
+    st->compute_bytes = __atomic_load_n(&e->st.compute_bytes, __ATOMIC_RELAXED);
+}
+
+const char *embd_encoder_device(const embd_encoder *e) { return e->gpu ? e->m->dev.name : "cpu"; }
+
 void embd_encoder_free(embd_encoder *e) {
     if (!e) return;
+    embd_encoder_free(e->cpu);
     if (e->alloc) ggml_gallocr_free(e->alloc);
     if (e->backend) ggml_backend_free(e->backend);
     free(e->meta_buf);
@@ -106,7 +154,7 @@ typedef struct {
 } graph_io;
 
 /* The cross-encoder head on the pooled [CLS] rows, as llama.cpp's rank pooling computes it. */
-static struct ggml_tensor *rank_head(struct ggml_context *c, const embd_model *m, struct ggml_tensor *x) {
+static struct ggml_tensor *rank_head(struct ggml_context *c, const embd_weights *m, struct ggml_tensor *x) {
     if (m->cls_w) {
         x = ggml_mul_mat(c, m->cls_w, x);
         if (m->cls_b) x = ggml_add(c, x, m->cls_b);
@@ -122,8 +170,8 @@ static struct ggml_tensor *rank_head(struct ggml_context *c, const embd_model *m
 /* sel_rows: when > 0, the last layer keeps only these rows (one per sequence: its CLS or last
  * token) after attention, so its FFN runs on n_seq rows instead of all tokens. */
 static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, bool typed, bool rank, graph_io *io) {
-    const embd_model *m = e->m;
-    const embd_model_info *hp = &m->info;
+    const embd_weights *m = e->w;
+    const embd_model_info *hp = &e->m->info;
     const int H = hp->n_embd, nh = hp->n_head, dh = H / nh;
     struct ggml_init_params ip = {.mem_size = e->meta_size, .mem_buffer = e->meta_buf, .no_alloc = true};
     struct ggml_context *c = ggml_init(ip);
@@ -134,9 +182,16 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
     ggml_set_input(io->ids);
     ggml_set_input(io->pos);
     io->mask = io->sel = io->mask_sel = io->types = NULL;
-    if (e->attn != ATTN_EMBD) { /* embd's kernel reads the lengths instead of a mask */
-        io->mask = ggml_new_tensor_4d(c, e->attn == ATTN_FLASH ? GGML_TYPE_F16 : GGML_TYPE_F32, L, L, 1, B);
+    struct ggml_tensor *kq_mask = NULL;
+    if (e->attn == ATTN_FLASH) { /* embd's kernel reads the lengths instead of a mask */
+        io->mask = ggml_new_tensor_4d(c, GGML_TYPE_F16, L, L, 1, B);
         ggml_set_input(io->mask);
+    } else if (e->attn == ATTN_MATMUL) {
+        /* one key-padding row per sequence, repeated over the queries where it is used (on a GPU
+         * this saves sending L x L floats per sequence across the bus) */
+        io->mask = ggml_new_tensor_4d(c, GGML_TYPE_F32, L, 1, 1, B);
+        ggml_set_input(io->mask);
+        kq_mask = ggml_repeat_4d(c, io->mask, L, L, 1, B);
     }
     if (typed) {
         io->types = ggml_new_tensor_1d(c, GGML_TYPE_I32, (int64_t)L * B);
@@ -187,7 +242,7 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
             v = ggml_cont(c, ggml_permute(c, v, 1, 2, 0, 3)); /* [L, dh, nh, B] */
             struct ggml_tensor *kq = ggml_mul_mat(c, k, q);   /* [L, Lq, nh, B] */
             ggml_prec_set_acc(kq, GGML_PREC_F32); /* f32 accumulation on backends that default lower */
-            kq = ggml_soft_max_ext(c, kq, io->mask, scale, 0.0f);
+            kq = ggml_soft_max_ext(c, kq, kq_mask, scale, 0.0f);
             struct ggml_tensor *kqv = ggml_mul_mat(c, v, kq); /* [dh, Lq, nh, B] */
             att = ggml_cont_2d(c, ggml_permute(c, kqv, 0, 2, 1, 3), H, (int64_t)Lq * B);
         }
@@ -214,8 +269,10 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem) {
     return true;
 }
 
-int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first, int n_seq,
-                     embd_pooling pool, float *out, char *err, size_t errlen) {
+enum { RUN_OOM = -2 };
+
+static int run_once(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first, int n_seq,
+                    embd_pooling pool, float *out, char *err, size_t errlen) {
     const embd_model_info *hp = &e->m->info;
     const int H = hp->n_embd;
     int L = 0;
@@ -233,7 +290,7 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         (e->attn == ATTN_EMBD ? false
          : e->attn == ATTN_FLASH ? !grow((void **)&e->mask16, &e->mask16_cap, nm, sizeof *e->mask16) ||
                                     !grow((void **)&e->mask16_sel, &e->mask16_sel_cap, nt, sizeof *e->mask16_sel)
-                              : !grow((void **)&e->mask, &e->mask_cap, nm, sizeof *e->mask)) ||
+                              : !grow((void **)&e->mask, &e->mask_cap, nt, sizeof *e->mask)) ||
         !grow((void **)&e->sel, &e->sel_cap, (size_t)n_seq, sizeof *e->sel))
         return embd_fail(err, errlen, "out of memory staging a batch of %d x %d tokens", n_seq, L);
 
@@ -261,9 +318,8 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
             for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
             memcpy(srow, mrow, (size_t)L * sizeof *srow);
         } else {
-            float *mrow = e->mask + (size_t)b * L * L;
+            float *mrow = e->mask + (size_t)b * L;
             for (int t = 0; t < L; t++) mrow[t] = t < lens[b] ? 0.0f : -INFINITY;
-            for (int q = 1; q < L; q++) memcpy(mrow + (size_t)q * L, mrow, (size_t)L * sizeof *mrow);
         }
         e->sel[b] = b * L + (pool == EMBD_POOL_LAST ? lens[b] - 1 : 0);
         if (typed) {
@@ -282,8 +338,11 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
 
     graph_io io;
     struct ggml_cgraph *gf = build(e, L, n_seq, select, typed, rank, &io);
-    if (!ggml_gallocr_alloc_graph(e->alloc, gf))
-        return embd_fail(err, errlen, "cannot allocate compute memory for %d x %d tokens", n_seq, L);
+    if ((e->fault_bytes && embd_encoder_estimate(e, n_seq, L) > e->fault_bytes) || !ggml_gallocr_alloc_graph(e->alloc, gf)) {
+        embd_fail(err, errlen, "cannot allocate %s compute memory for %d x %d tokens", embd_encoder_device(e), n_seq, L);
+        return RUN_OOM;
+    }
+    __atomic_store_n(&e->st.compute_bytes, ggml_gallocr_get_buffer_size(e->alloc, 0), __ATOMIC_RELAXED);
     ggml_backend_tensor_set(io.ids, e->ids, 0, nt * sizeof *e->ids);
     ggml_backend_tensor_set(io.pos, e->pos, 0, nt * sizeof *e->pos);
     if (io.types) ggml_backend_tensor_set(io.types, e->types, 0, nt * sizeof *e->types);
@@ -292,7 +351,7 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         ggml_backend_tensor_set(io.mask, e->mask16, 0, nm * sizeof *e->mask16);
         if (io.mask_sel) ggml_backend_tensor_set(io.mask_sel, e->mask16_sel, 0, nt * sizeof *e->mask16_sel);
     } else {
-        ggml_backend_tensor_set(io.mask, e->mask, 0, nm * sizeof *e->mask);
+        ggml_backend_tensor_set(io.mask, e->mask, 0, nt * sizeof *e->mask);
     }
     if (io.sel) ggml_backend_tensor_set(io.sel, e->sel, 0, (size_t)n_seq * sizeof *e->sel);
     if (ggml_backend_graph_compute(e->backend, gf) != GGML_STATUS_SUCCESS)
@@ -324,4 +383,49 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
         for (int i = 0; i < H; i++) o[i] /= (float)lens[b];
     }
     return 0;
+}
+
+/* Bytes one pass of n_seq x L padded tokens needs on the encoder's device: the graph allocator's
+ * peak (ggml reuses a tensor's memory once its last reader ran, so the peak is the widest point of
+ * a layer: attention scores and their softmax, or the FFN's up projection and GELU, next to the
+ * residual stream) plus the backend's temporaries (activations converted for the GEMMs). */
+size_t embd_encoder_estimate(const embd_encoder *e, int n_seq, int L) {
+    const embd_model_info *hp = &e->m->info;
+    const double B = n_seq, T = (double)n_seq * ((L + 15) & ~15), H = hp->n_embd, F = hp->n_ff, nh = hp->n_head;
+    const double Lp = (L + 15) & ~15;
+    double scores = e->attn == ATTN_MATMUL ? 2 * B * nh * Lp * Lp + B * Lp * Lp : 0;
+    double attn = scores + 8 * T * H, ffn = 2 * T * F + 4 * T * H;
+    double bytes = 4 * (attn > ffn ? attn : ffn);
+    if (e->gpu) bytes += 2 * T * F + ((size_t)64 << 20);
+    return (size_t)(bytes * 1.125);
+}
+
+/* Runs a pass as is, or in halves when the device memory will not hold it (predicted, or the
+ * allocation failed), down to single sequences, which then run on the CPU. */
+int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first, int n_seq,
+                     embd_pooling pool, float *out, char *err, size_t errlen) {
+    if (n_seq <= 0) return 0;
+    int L = 0;
+    for (int b = 0; b < n_seq; b++) L = lens[b] > L ? lens[b] : L;
+    int rc = RUN_OOM;
+    const bool fits = !e->budget || embd_encoder_estimate(e, n_seq, L) <= e->budget;
+    if (fits) rc = run_once(e, ids, lens, n_first, n_seq, pool, out, err, errlen);
+    if (rc != RUN_OOM) return rc;
+    if (n_seq > 1) {
+        __atomic_fetch_add(&e->st.splits, 1, __ATOMIC_RELAXED);
+        const int h = n_seq / 2;
+        size_t off = (size_t)h * (size_t)embd_model_out_dim(e->m, pool);
+        if (pool == EMBD_POOL_NONE) {
+            off = 0;
+            for (int b = 0; b < h; b++) off += (size_t)lens[b] * (size_t)e->m->info.n_embd;
+        }
+        if (embd_encoder_run(e, ids, lens, n_first, h, pool, out, err, errlen)) return -1;
+        return embd_encoder_run(e, ids + h, lens + h, n_first ? n_first + h : NULL, n_seq - h, pool, out + off, err,
+                                errlen);
+    }
+    if (!e->cpu && !(e->cpu = encoder_new(e->m, e->n_threads, true, err, errlen))) return -1;
+    __atomic_fetch_add(&e->st.cpu_fallbacks, 1, __ATOMIC_RELAXED);
+    fprintf(stderr, "embd: warning: %s has no memory for a %d-token sequence (%s); running it on the CPU\n",
+            embd_encoder_device(e), lens[0], fits ? "allocation failed" : "over the memory budget");
+    return run_once(e->cpu, ids, lens, n_first, 1, pool, out, err, errlen) == 0 ? 0 : -1;
 }

@@ -164,11 +164,11 @@ static bool want_bf16(enum ggml_type t) {
 static int convert_matrices(embd_model *m, char *err, size_t errlen) {
     enum { MAX_LAYERS = 64, PER_LAYER = 6 };
     const int nl = m->info.n_layer;
-    if (!want_bf16(m->layers[0].q_w->type) || nl > MAX_LAYERS) return 0; /* bigger models keep their type */
+    if (!want_bf16(m->w.layers[0].q_w->type) || nl > MAX_LAYERS) return 0; /* bigger models keep their type */
     struct ggml_tensor **src[PER_LAYER * MAX_LAYERS], *dst[PER_LAYER * MAX_LAYERS];
     int n = 0;
     for (int il = 0; il < nl; il++) {
-        embd_layer *l = &m->layers[il];
+        embd_layer *l = &m->w.layers[il];
         src[n++] = &l->q_w, src[n++] = &l->k_w, src[n++] = &l->v_w;
         src[n++] = &l->o_w, src[n++] = &l->up_w, src[n++] = &l->down_w;
     }
@@ -202,6 +202,54 @@ static int convert_matrices(embd_model *m, char *err, size_t errlen) {
     return 0;
 }
 
+/* The device copy: every tensor of the file duplicated into one device buffer, and the host
+ * weights' pointers mapped to their twins by name. The mapped file stays for the CPU fallback, but
+ * its pages leave this process's resident set. */
+static struct ggml_tensor *twin(struct ggml_context *dc, const struct ggml_tensor *t) {
+    return t ? ggml_get_tensor(dc, ggml_get_name(t)) : NULL;
+}
+
+static int upload_weights(embd_model *m, char *err, size_t errlen) {
+    const int64_t nt = gguf_get_n_tensors(m->gguf);
+    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * (size_t)(nt + 1), .mem_buffer = NULL,
+                                  .no_alloc = true};
+    if (!(m->dev_ctx = ggml_init(ip))) return embd_fail(err, errlen, "out of memory");
+    size_t need = 0;
+    for (struct ggml_tensor *t = ggml_get_first_tensor(m->meta); t; t = ggml_get_next_tensor(m->meta, t)) {
+        ggml_set_name(ggml_dup_tensor(m->dev_ctx, t), ggml_get_name(t));
+        need += ggml_nbytes(t);
+    }
+    m->dev_buf = ggml_backend_alloc_ctx_tensors_from_buft(m->dev_ctx, ggml_backend_dev_buffer_type(m->dev.dev));
+    if (!m->dev_buf) {
+        size_t free_b, total_b;
+        embd_device_memory(&m->dev, &free_b, &total_b);
+        return embd_fail(err, errlen, "not enough memory on %s (%s) for the weights: %.0f MiB needed, %.0f MiB free",
+                         m->dev.name, m->dev.desc, need / 1048576.0, free_b / 1048576.0);
+    }
+    ggml_backend_buffer_set_usage(m->dev_buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
+    for (struct ggml_tensor *t = ggml_get_first_tensor(m->meta); t; t = ggml_get_next_tensor(m->meta, t))
+        ggml_backend_tensor_set(ggml_get_tensor(m->dev_ctx, ggml_get_name(t)), t->data, 0, ggml_nbytes(t));
+    m->info.device_bytes = ggml_backend_buffer_get_size(m->dev_buf);
+
+    const embd_weights *h = &m->w;
+    embd_weights *d = &m->dw;
+    struct ggml_context *dc = m->dev_ctx;
+    d->tok_embd = twin(dc, h->tok_embd), d->pos_embd = twin(dc, h->pos_embd), d->type_embd = twin(dc, h->type_embd);
+    d->embd_norm_w = twin(dc, h->embd_norm_w), d->embd_norm_b = twin(dc, h->embd_norm_b);
+    d->cls_w = twin(dc, h->cls_w), d->cls_b = twin(dc, h->cls_b);
+    d->cls_out_w = twin(dc, h->cls_out_w), d->cls_out_b = twin(dc, h->cls_out_b);
+    if (!(d->layers = calloc((size_t)m->info.n_layer, sizeof *d->layers))) return embd_fail(err, errlen, "out of memory");
+    /* embd_layer is a flat run of tensor pointers */
+    enum { PER_LAYER = sizeof(embd_layer) / sizeof(struct ggml_tensor *) };
+    for (int il = 0; il < m->info.n_layer; il++) {
+        struct ggml_tensor *const *src = (struct ggml_tensor *const *)&h->layers[il];
+        struct ggml_tensor **dst = (struct ggml_tensor **)&d->layers[il];
+        for (int k = 0; k < PER_LAYER; k++) dst[k] = twin(dc, src[k]);
+    }
+    madvise(m->map, m->map_size, MADV_DONTNEED);
+    return 0;
+}
+
 /* Optional 2-D tensor (any type ggml can multiply) with its optional f32 bias. */
 static int want_linear(embd_model *m, const char *name, int64_t ne0, struct ggml_tensor **w, struct ggml_tensor **b,
                        char *err, size_t errlen) {
@@ -225,12 +273,12 @@ static int want_linear(embd_model *m, const char *name, int64_t ne0, struct ggml
 static int load_head(embd_model *m, char *err, size_t errlen) {
     embd_model_info *in = &m->info;
     if (in->pooling != EMBD_POOL_RANK) return 0;
-    if (want_linear(m, "cls", in->n_embd, &m->cls_w, &m->cls_b, err, errlen)) return -1;
-    int64_t width = m->cls_w ? m->cls_w->ne[1] : in->n_embd;
-    if (want_linear(m, "cls.output", width, &m->cls_out_w, &m->cls_out_b, err, errlen)) return -1;
-    if (!m->cls_w && !m->cls_out_w)
+    if (want_linear(m, "cls", in->n_embd, &m->w.cls_w, &m->w.cls_b, err, errlen)) return -1;
+    int64_t width = m->w.cls_w ? m->w.cls_w->ne[1] : in->n_embd;
+    if (want_linear(m, "cls.output", width, &m->w.cls_out_w, &m->w.cls_out_b, err, errlen)) return -1;
+    if (!m->w.cls_w && !m->w.cls_out_w)
         return embd_fail(err, errlen, "pooling_type is rank but the model has no classification head (cls.weight)");
-    in->n_labels = (int)(m->cls_out_w ? m->cls_out_w->ne[1] : width);
+    in->n_labels = (int)(m->w.cls_out_w ? m->w.cls_out_w->ne[1] : width);
     return 0;
 }
 
@@ -341,6 +389,8 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
     snprintf(key, sizeof key, "%s.attention.layer_norm_epsilon", arch);
     int64_t eid = gguf_find_key(g, key);
     in->ln_eps = (eid >= 0 && gguf_get_kv_type(g, eid) == GGUF_TYPE_FLOAT32) ? gguf_get_val_f32(g, eid) : 1e-12f;
+    if (embd_device_resolve(p ? p->device : NULL, &m->dev, err, errlen)) goto fail;
+    snprintf(in->device, sizeof in->device, "%s", m->dev.name);
     in->pooling = EMBD_POOL_CLS;
     if (kv_arch_int(g, arch, "pooling_type", &v)) {
         if (v < EMBD_POOL_NONE || v > EMBD_POOL_RANK) {
@@ -392,18 +442,18 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
     const int H = in->n_embd, F = in->n_ff;
     struct ggml_tensor *tt = ggml_get_tensor(m->meta, "token_types.weight");
     in->n_token_types = tt ? (int)tt->ne[1] : 0;
-    WANT(m->tok_embd, "token_embd.weight", H, in->n_vocab);
-    WANT(m->pos_embd, "position_embd.weight", H, in->n_ctx);
-    if (in->n_token_types > 0) WANT(m->type_embd, "token_types.weight", H, in->n_token_types);
-    WANT(m->embd_norm_w, "token_embd_norm.weight", H, 0);
-    WANT(m->embd_norm_b, "token_embd_norm.bias", H, 0);
-    m->layers = calloc((size_t)in->n_layer, sizeof *m->layers);
-    if (!m->layers) {
+    WANT(m->w.tok_embd, "token_embd.weight", H, in->n_vocab);
+    WANT(m->w.pos_embd, "position_embd.weight", H, in->n_ctx);
+    if (in->n_token_types > 0) WANT(m->w.type_embd, "token_types.weight", H, in->n_token_types);
+    WANT(m->w.embd_norm_w, "token_embd_norm.weight", H, 0);
+    WANT(m->w.embd_norm_b, "token_embd_norm.bias", H, 0);
+    m->w.layers = calloc((size_t)in->n_layer, sizeof *m->w.layers);
+    if (!m->w.layers) {
         embd_fail(err, errlen, "out of memory");
         goto fail;
     }
     for (int il = 0; il < in->n_layer; il++) {
-        embd_layer *l = &m->layers[il];
+        embd_layer *l = &m->w.layers[il];
         char n[96];
 #define W(field, suffix, a, b)                                                                     \
     snprintf(n, sizeof n, "blk.%d.%s", il, suffix);                                                \
@@ -423,9 +473,10 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
     if (load_st_config(m, err, errlen)) goto fail;
     const char *tmodel = kv_str(g, "tokenizer.ggml.model");
     in->pair_double_sep = tmodel && !strcmp(tmodel, "t5"); /* XLM-R's SentencePiece vocabulary */
-    snprintf(in->weight_type, sizeof in->weight_type, "%s", ggml_type_name(m->layers[0].q_w->type));
-    if (convert_matrices(m, err, errlen)) goto fail;
-    snprintf(in->compute_type, sizeof in->compute_type, "%s", ggml_type_name(m->layers[0].q_w->type));
+    snprintf(in->weight_type, sizeof in->weight_type, "%s", ggml_type_name(m->w.layers[0].q_w->type));
+    /* GPUs multiply the file's types directly (cuBLAS, ggml's quantized kernels) */
+    if (embd_device_is_gpu(&m->dev) ? upload_weights(m, err, errlen) : convert_matrices(m, err, errlen)) goto fail;
+    snprintf(in->compute_type, sizeof in->compute_type, "%s", ggml_type_name(m->w.layers[0].q_w->type));
     return m;
 fail:
     if (fd >= 0) close(fd);
@@ -436,12 +487,15 @@ fail:
 void embd_model_free(embd_model *m) {
     if (!m) return;
     embd_tokenizer_free(m->tok);
-    free(m->layers);
+    free(m->w.layers);
+    free(m->dw.layers);
     free(m->prompt_names);
     free(m->prompt_texts);
     if (m->buf) ggml_backend_buffer_free(m->buf);
     if (m->conv_buf) ggml_backend_buffer_free(m->conv_buf);
     if (m->conv_ctx) ggml_free(m->conv_ctx);
+    if (m->dev_buf) ggml_backend_buffer_free(m->dev_buf);
+    if (m->dev_ctx) ggml_free(m->dev_ctx);
     if (m->map) munmap(m->map, m->map_size);
     if (m->meta) ggml_free(m->meta);
     if (m->gguf) gguf_free(m->gguf);

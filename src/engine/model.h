@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "engine/device.h"
 #include "tokenizer/tokenizer.h"
 
 struct ggml_tensor;
@@ -35,6 +36,8 @@ typedef struct {
     int n_positions;       /* rows of the position table; n_ctx may be less (max_seq_length) */
     size_t file_bytes;
     size_t n_params;
+    char device[32];       /* where the weights are: "cpu" or "cuda:N" */
+    size_t device_bytes;   /* weight bytes in GPU memory (0 on the CPU) */
 } embd_model_info;
 
 typedef struct {
@@ -46,12 +49,19 @@ struct gguf_context;
 struct ggml_context;
 struct ggml_backend_buffer;
 
-struct embd_model {
-    embd_model_info info;
-    embd_tokenizer *tok;
+/* One copy of the weights, in host memory or on a device. */
+typedef struct {
     struct ggml_tensor *tok_embd, *pos_embd, *type_embd, *embd_norm_w, *embd_norm_b;
     struct ggml_tensor *cls_w, *cls_b, *cls_out_w, *cls_out_b; /* classification head, optional */
     embd_layer *layers;
+} embd_weights;
+
+struct embd_model {
+    embd_model_info info;
+    embd_tokenizer *tok;
+    embd_weights w;      /* host copy (the mapped file): the CPU path and the GPU's CPU fallback */
+    embd_weights dw;     /* device copy when dev is a GPU (dw.layers == NULL otherwise) */
+    embd_device dev;
     /* sentence-transformers prompts (GGUF embd.prompts.<name>), strings owned by gguf */
     const char **prompt_names, **prompt_texts;
     size_t n_prompts;
@@ -62,6 +72,8 @@ struct embd_model {
     struct ggml_backend_buffer *buf;
     struct ggml_context *conv_ctx;          /* converted matrices, if any */
     struct ggml_backend_buffer *conv_buf;
+    struct ggml_context *dev_ctx;           /* device copies of every tensor */
+    struct ggml_backend_buffer *dev_buf;
     void *map;
     size_t map_size;
 };
@@ -69,6 +81,7 @@ typedef struct embd_model embd_model;
 
 typedef struct {
     const char *tokenizer_json; /* optional HF tokenizer.json overriding the GGUF vocabulary */
+    const char *device;         /* embd_device_resolve spec; NULL: $EMBD_DEVICE, else auto */
 } embd_model_params;
 
 /* Floats per sequence that pooling p yields: the hidden size, or the head's labels for rank. */

@@ -219,6 +219,19 @@ void embd_metrics_gauge(embd_metrics *m, const char *name, const char *help, dou
     pthread_mutex_unlock(&m->mu);
 }
 
+void embd_metrics_device(embd_metrics *m, uint64_t splits, uint64_t cpu_fallbacks, uint64_t weight_bytes,
+                         uint64_t compute_bytes) {
+    embd_metrics_count(m, "embd_gpu_oom_splits_total",
+                       "Forward passes split because GPU memory would not hold them (predicted or failed allocation).",
+                       NULL, NULL, (double)splits);
+    embd_metrics_count(m, "embd_gpu_cpu_fallbacks_total",
+                       "Sequences run on the CPU because the GPU had no memory for them alone.", NULL, NULL,
+                       (double)cpu_fallbacks);
+    embd_metrics_gauge(m, "embd_device_memory_bytes", "GPU memory in use by an inference process (weights + compute).",
+                       (double)(weight_bytes + compute_bytes));
+    embd_metrics_gauge(m, "embd_device_weights_bytes", "Model weights in GPU memory.", (double)weight_bytes);
+}
+
 /* Tokens of the batches that finished in the window, over the time from the earliest of them
  * started until now: idle gaps lower the rate, and one long batch still reads tokens/duration. */
 static double tokens_per_second(const embd_metrics *m, double now) {
@@ -451,6 +464,8 @@ char *embd_metrics_render(embd_metrics *m, const embd_metrics_info *info) {
         sb_label_value(&b, info->pooling);
         sb_printf(&b, "\",version=\"");
         sb_label_value(&b, info->version);
+        sb_printf(&b, "\",device=\"");
+        sb_label_value(&b, info->device);
         sb_printf(&b, "\"} 1\n");
     }
     head(&b, "embd_uptime_seconds", "gauge", "Seconds since the server started.");

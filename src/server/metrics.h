@@ -5,6 +5,7 @@
 #define EMBD_METRICS_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #define EMBD_METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 
@@ -45,6 +46,7 @@ typedef struct {
     int max_tokens;
     const char *pooling;
     const char *version;
+    const char *device; /* "cpu" or "cuda:N" */
 } embd_metrics_info;
 
 /* The whole exposition text (EMBD_METRICS_CONTENT_TYPE); malloc'd, caller frees; NULL on OOM.
@@ -62,5 +64,9 @@ void embd_metrics_set_clock(embd_metrics *m, double (*now)(void));
 void embd_metrics_count(embd_metrics *m, const char *name, const char *help, const char *label, const char *value,
                         double delta);
 void embd_metrics_gauge(embd_metrics *m, const char *name, const char *help, double v);
+/* A GPU encoder's events since the last call (passes split, sequences run on the CPU for want of
+ * device memory) and its device memory now (weights, compute buffer). */
+void embd_metrics_device(embd_metrics *m, uint64_t splits, uint64_t cpu_fallbacks, uint64_t weight_bytes,
+                         uint64_t compute_bytes);
 
 #endif

@@ -33,6 +33,9 @@ typedef struct {
     struct MHD_Daemon *d;
     embd_model *model;
     embd_encoder *enc; /* in-process inference (--workers 0) */
+    embd_device dev;   /* where inference runs (the workers' device; this process stays off the GPU) */
+    embd_encoder_stats dev_seen; /* in-process GPU events already counted in the metrics */
+    pthread_mutex_t dev_mu;
     embd_sup *sup;     /* else: supervised worker processes */
     int threads;       /* compute threads in all */
     embd_sched *sched;
@@ -439,6 +442,8 @@ static enum MHD_Result handle_info(req *q) {
         json_object_set_new(j, "prompts", embd_api_prompts_json(s->model));
         json_object_set_new(j, "default_prompt_name",
                             s->model->default_prompt ? json_string(s->model->default_prompt) : json_null());
+        json_object_set_new(j, "device", json_string(s->dev.name));
+        json_object_set_new(j, "device_description", json_string(s->dev.desc));
     }
     json_t *sec = embd_auth_info(s->auth);
     if (j && sec) {
@@ -473,7 +478,17 @@ static enum MHD_Result handle_metrics(req *q) {
         .max_tokens = hp ? hp->n_ctx : 0,
         .pooling = hp ? served_pooling(s) : "",
         .version = EMBD_VERSION,
+        .device = s->dev.name,
     };
+    if (ready && s->enc && embd_device_is_gpu(&s->dev)) { /* in-process GPU encoder: publish what is new */
+        embd_encoder_stats st;
+        pthread_mutex_lock(&s->dev_mu);
+        embd_encoder_get_stats(s->enc, &st);
+        embd_metrics_device(s->metrics, st.splits - s->dev_seen.splits, st.cpu_fallbacks - s->dev_seen.cpu_fallbacks,
+                            st.weight_bytes, st.compute_bytes);
+        s->dev_seen = st;
+        pthread_mutex_unlock(&s->dev_mu);
+    }
     return send_body(q, 200, EMBD_METRICS_CONTENT_TYPE, embd_metrics_render(s->metrics, &mi), NULL);
 }
 
@@ -725,6 +740,13 @@ int embd_server_run(const embd_server_opts *opts) {
     size_t nl = strlen(s->model_name);
     if (!s->o.model_name && nl > 5 && !strcmp(s->model_name + nl - 5, ".gguf")) s->model_name[nl - 5] = 0;
     s->metrics = embd_metrics_new();
+    pthread_mutex_init(&s->dev_mu, NULL);
+    if (embd_device_resolve(s->o.device, &s->dev, err, sizeof err)) {
+        fprintf(stderr, "embd: %s\n", err);
+        embd_metrics_free(s->metrics);
+        free(s);
+        return 2;
+    }
     atomic_store(&s->state, ST_LOADING);
     if (!(s->auth = embd_auth_new(&s->o.auth, err, sizeof err))) {
         fprintf(stderr, "embd: %s\n", err);
@@ -788,8 +810,13 @@ int embd_server_run(const embd_server_opts *opts) {
     int port = di ? (int)di->port : s->o.port;
     fprintf(stderr, "embd: listening on http://%s:%d (loading %s)\n", s->o.host, port, s->o.model_path);
 
-    embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json};
+    /* With workers, this process needs only the tokenizer and the metadata: its copy stays on the CPU. */
+    embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json, .device = s->o.workers > 0 ? "cpu" : s->dev.name};
     s->model = embd_model_load(s->o.model_path, &mp, err, sizeof err);
+    if (s->model && embd_device_is_gpu(&s->dev)) {
+        fprintf(stderr, "embd: inference on %s (%s)\n", s->dev.name, s->dev.desc);
+        embd_metrics_device(s->metrics, 0, 0, s->model->info.device_bytes, 0);
+    }
     if (s->model) start_inference(s, err, sizeof err);
     if (s->sched && s->o.spool_dir)
         s->jobs = embd_jobs_start(s->o.spool_dir, s->o.jobs_stale_timeout, s->sched, s->model, err, sizeof err);

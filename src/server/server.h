@@ -12,6 +12,7 @@ typedef struct {
     const char *model_path;
     const char *model_name;     /* reported as "model"; default: file name without .gguf */
     const char *tokenizer_json; /* optional HF tokenizer.json */
+    const char *device;         /* cpu|auto|cuda|cuda:N (embd_device_resolve); NULL: $EMBD_DEVICE, else auto */
     const char *host;
     int port;                   /* 0: any free port (the chosen one is printed) */
     int threads;                /* compute threads */

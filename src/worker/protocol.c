@@ -126,6 +126,15 @@ void embd_proto_put_heartbeat(embd_proto_buf *b, uint64_t batch_id, uint64_t rss
     end_frame(b, at);
 }
 
+void embd_proto_put_devstat(embd_proto_buf *b, const embd_proto_devstat *d) {
+    size_t at = begin_frame(b, EMBD_MSG_DEVSTAT);
+    put_u64(b, d->splits);
+    put_u64(b, d->cpu_fallbacks);
+    put_u64(b, d->weight_bytes);
+    put_u64(b, d->compute_bytes);
+    end_frame(b, at);
+}
+
 void embd_proto_put_empty(embd_proto_buf *b, uint16_t type) { end_frame(b, begin_frame(b, type)); }
 
 /* ---- decoding ---- */
@@ -143,7 +152,7 @@ int embd_proto_parse(const uint8_t *buf, size_t n, size_t max_payload, embd_fram
     memcpy(&type, buf + 4, 2);
     memcpy(&flags, buf + 6, 2);
     memcpy(&len, buf + 8, 4);
-    if (type < EMBD_MSG_HELLO || type > EMBD_MSG_SHUTDOWN) return embd_fail(err, errlen, "unknown frame type %u", type);
+    if (type < EMBD_MSG_HELLO || type > EMBD_MSG_DEVSTAT) return embd_fail(err, errlen, "unknown frame type %u", type);
     if (flags) return embd_fail(err, errlen, "unknown frame flags 0x%x", flags);
     if (len > max_payload || len > EMBD_PROTO_MAX_PAYLOAD)
         return embd_fail(err, errlen, "frame payload of %u bytes is over the limit of %zu", len, max_payload);
@@ -329,6 +338,16 @@ int embd_proto_get_heartbeat(const embd_frame *f, uint64_t *batch_id, uint64_t *
     *batch_id = get_u64(&r);
     *rss = get_u64(&r);
     return finish(&r, "heartbeat", err, errlen);
+}
+
+int embd_proto_get_devstat(const embd_frame *f, embd_proto_devstat *d, char *err, size_t errlen) {
+    rd r = {0};
+    if (want_type(f, EMBD_MSG_DEVSTAT, &r, err, errlen)) return -1;
+    d->splits = get_u64(&r);
+    d->cpu_fallbacks = get_u64(&r);
+    d->weight_bytes = get_u64(&r);
+    d->compute_bytes = get_u64(&r);
+    return finish(&r, "devstat", err, errlen);
 }
 
 /* ---- I/O ---- */

@@ -15,7 +15,10 @@
  *          n x (status i32 | n_tokens i32 | n_tokens_full i32 | truncated u8 | msg_len u8 |
  *               msg | width x f32)
  * HEARTBEAT (worker -> supervisor, periodically) = batch id u64 (0: idle) | rss u64
- * SHUTDOWN (supervisor -> worker) = empty */
+ * SHUTDOWN (supervisor -> worker) = empty
+ * DEVSTAT  (worker -> supervisor, before a RESULT, GPU workers only) = splits u64 | cpu_fallbacks u64 |
+ *          weight_bytes u64 | compute_bytes u64; the counts are this batch's, the bytes what the
+ *          device holds now */
 #ifndef EMBD_WORKER_PROTOCOL_H
 #define EMBD_WORKER_PROTOCOL_H
 
@@ -39,6 +42,7 @@ enum {
     EMBD_MSG_RESULT = 4,
     EMBD_MSG_HEARTBEAT = 5,
     EMBD_MSG_SHUTDOWN = 6,
+    EMBD_MSG_DEVSTAT = 7,
 };
 
 typedef struct {
@@ -71,6 +75,10 @@ typedef struct {
     int32_t *tokens; /* one allocation for all ids */
 } embd_proto_batch;
 
+typedef struct {
+    uint64_t splits, cpu_fallbacks, weight_bytes, compute_bytes;
+} embd_proto_devstat;
+
 /* Growable output buffer; oom latches so callers check once at the end. */
 typedef struct {
     uint8_t *p;
@@ -88,6 +96,7 @@ void embd_proto_put_batch(embd_proto_buf *b, uint64_t id, size_t n, int width, i
 void embd_proto_put_result(embd_proto_buf *b, uint64_t id, size_t n, int width, uint64_t peak_rss, const float *out,
                            const embd_item *res);
 void embd_proto_put_heartbeat(embd_proto_buf *b, uint64_t batch_id, uint64_t rss);
+void embd_proto_put_devstat(embd_proto_buf *b, const embd_proto_devstat *d);
 void embd_proto_put_empty(embd_proto_buf *b, uint16_t type);
 
 /* Decoders: 0, or -1 with err when the payload is malformed (nothing is left allocated). */
@@ -99,6 +108,7 @@ void embd_proto_batch_free(embd_proto_batch *b);
 int embd_proto_get_result(const embd_frame *f, uint64_t id, size_t n, int width, float *out, embd_item *res,
                           uint64_t *peak_rss, char *err, size_t errlen);
 int embd_proto_get_heartbeat(const embd_frame *f, uint64_t *batch_id, uint64_t *rss, char *err, size_t errlen);
+int embd_proto_get_devstat(const embd_frame *f, embd_proto_devstat *d, char *err, size_t errlen);
 
 /* ---- blocking I/O on a socket ---- */
 

@@ -272,6 +272,14 @@ static void lost(embd_sup *s, wslot *w, bool kill_now, const char *why, const ch
 
 enum { RAN = 0, LOST = -1, NO_WORKER = -2 };
 
+/* A GPU worker's memory events and usage, published as they come (see embd_metrics_device). */
+static void devstat(embd_sup *s, const embd_proto_devstat *d) {
+    if (d->cpu_fallbacks)
+        logev("event=gpu_cpu_fallback sequences=%llu", (unsigned long long)d->cpu_fallbacks);
+    if (s->o.metrics)
+        embd_metrics_device(s->o.metrics, d->splits, d->cpu_fallbacks, d->weight_bytes, d->compute_bytes);
+}
+
 /* Runs items [lo, hi) of b on w once. */
 static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size_t hi, size_t pass, float *out,
                      embd_item *res, uint64_t *peak, char *why, size_t whylen) {
@@ -327,6 +335,13 @@ static int try_batch(embd_sup *s, wslot *w, const embd_batch *b, size_t lo, size
         }
         deadline = embd_now() + s->o.heartbeat_timeout;
         if (f.type == EMBD_MSG_HEARTBEAT) continue;
+        if (f.type == EMBD_MSG_DEVSTAT) {
+            embd_proto_devstat d;
+            if (embd_proto_get_devstat(&f, &d, e, sizeof e) == 0) {
+                devstat(s, &d);
+                continue;
+            }
+        }
         if (f.type == EMBD_MSG_RESULT &&
             embd_proto_get_result(&f, id, n, width, out + lo * (size_t)width, res + lo, peak, e, sizeof e) == 0)
             return RAN;

@@ -146,6 +146,7 @@ int embd_worker_main(int argc, char **argv) {
         return 2;
     }
     wstate w = {.fd = fd, .interval = interval};
+    embd_encoder_stats last = {0}; /* counts already reported in DEVSTAT frames */
     pthread_mutex_init(&w.wmu, NULL);
     pthread_mutex_init(&w.mu, NULL);
     pthread_condattr_t ca;
@@ -225,6 +226,14 @@ int embd_worker_main(int argc, char **argv) {
             }
         }
         out.len = 0;
+        if (strcmp(embd_encoder_device(enc), "cpu")) {
+            embd_encoder_stats st;
+            embd_encoder_get_stats(enc, &st);
+            embd_proto_devstat d = {.splits = st.splits - last.splits, .cpu_fallbacks = st.cpu_fallbacks - last.cpu_fallbacks,
+                                    .weight_bytes = st.weight_bytes, .compute_bytes = st.compute_bytes};
+            last = st;
+            embd_proto_put_devstat(&out, &d);
+        }
         embd_proto_put_result(&out, b.id, b.n, (int)b.width, embd_peak_rss_bytes(), vec, res);
         atomic_store(&w.batch, 0);
         embd_proto_batch_free(&b);

@@ -329,6 +329,26 @@ static void test_queue_and_batches(void **state) {
     embd_metrics_free(m);
 }
 
+/* GPU events arrive as deltas (one per worker batch) and add up; memory gauges show the latest. */
+static void test_device_series(void **state) {
+    (void)state;
+    embd_metrics *m = embd_metrics_new();
+    embd_metrics_device(m, 0, 0, 1000, 0);
+    char *t = render_checked(m, NULL);
+    assert_true(sample(t, "embd_gpu_oom_splits_total") == 0);
+    assert_true(sample(t, "embd_gpu_cpu_fallbacks_total") == 0);
+    assert_true(sample(t, "embd_device_weights_bytes") == 1000);
+    free(t);
+    embd_metrics_device(m, 3, 1, 1000, 5000);
+    embd_metrics_device(m, 2, 0, 1000, 7000);
+    t = render_checked(m, NULL);
+    assert_true(sample(t, "embd_gpu_oom_splits_total") == 5);
+    assert_true(sample(t, "embd_gpu_cpu_fallbacks_total") == 1);
+    assert_true(sample(t, "embd_device_memory_bytes") == 8000);
+    free(t);
+    embd_metrics_free(m);
+}
+
 static void test_gauges_and_info(void **state) {
     (void)state;
     embd_metrics *m = embd_metrics_new();
@@ -337,14 +357,14 @@ static void test_gauges_and_info(void **state) {
     embd_metrics_queue_depth(m, 5, 300);
     embd_metrics_queue_depth(m, 2, 100);
     fake_now = 112.5;
-    embd_metrics_info info = {"bge-small", "/models/a\"b\\c\nd.gguf", "bert", "q8_0", 384, 512, "cls", "0.1.0"};
+    embd_metrics_info info = {"bge-small", "/models/a\"b\\c\nd.gguf", "bert", "q8_0", 384, 512, "cls", "0.1.0", "cuda:0"};
     char *t = render_checked(m, &info);
     assert_true(sample(t, "embd_queue_items") == 2);
     assert_true(sample(t, "embd_queue_tokens") == 100);
     assert_true(sample(t, "embd_uptime_seconds") == 12.5);
     assert_true(sample(t, "embd_model_info{name=\"bge-small\",path=\"/models/a\\\"b\\\\c\\nd.gguf\","
                           "arch=\"bert\",quant=\"q8_0\",dims=\"384\",max_tokens=\"512\","
-                          "pooling=\"cls\",version=\"0.1.0\"}") == 1);
+                          "pooling=\"cls\",version=\"0.1.0\",device=\"cuda:0\"}") == 1);
     double rss = sample(t, "embd_process_resident_memory_bytes");
     double peak = sample(t, "embd_process_peak_resident_memory_bytes");
     assert_true(rss > 0 && peak >= rss);
@@ -366,7 +386,7 @@ static void test_gauges_and_info(void **state) {
     embd_metrics_info bare = {0};
     t = render_checked(m, &bare);
     assert_true(sample(t, "embd_model_info{name=\"\",path=\"\",arch=\"\",quant=\"\",dims=\"0\","
-                          "max_tokens=\"0\",pooling=\"\",version=\"\"}") == 1);
+                          "max_tokens=\"0\",pooling=\"\",version=\"\",device=\"\"}") == 1);
     free(t);
 
     embd_metrics_set_clock(m, NULL);
@@ -560,6 +580,7 @@ int main(void) {
         cmocka_unit_test(test_duration_histogram),
         cmocka_unit_test(test_queue_and_batches),
         cmocka_unit_test(test_gauges_and_info),
+        cmocka_unit_test(test_device_series),
         cmocka_unit_test(test_tokens_per_second),
         cmocka_unit_test(test_label_escaping),
         cmocka_unit_test(test_route_overflow),
