@@ -15,6 +15,7 @@ int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_pull(int argc, char **argv);
 int cmd_rerank(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);

@@ -15,6 +15,7 @@ static void usage(FILE *f) {
             "  collections  ingest, chunk, embed, index and search documents (embd collections --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
+            "  bench     encoder throughput and latency on this machine's CPU or GPU (embd bench --help)\n"
             "  convert   Hugging Face model directory -> GGUF (embd convert --help)\n"
             "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
             "  worker    run bulk jobs from a spool directory (embd worker --help)\n"
@@ -36,6 +37,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "tokenize")) return cmd_tokenize(argc - 1, argv + 1);
     if (!strcmp(cmd, "pull")) return cmd_pull(argc - 1, argv + 1);
     if (!strcmp(cmd, "rerank")) return cmd_rerank(argc - 1, argv + 1);
+    if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "jobs")) return cmd_jobs(argc - 1, argv + 1);
