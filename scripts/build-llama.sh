@@ -57,9 +57,12 @@ if [ ! -f "$stamp" ]; then
     -DLLAMA_BUILD_COMMON=OFF -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_TOOLS=OFF \
     -DLLAMA_BUILD_SERVER=OFF -DLLAMA_BUILD_APP=OFF -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF \
     -DCMAKE_INSTALL_PREFIX="$PREFIX" >"$BUILD.cmake.log" 2>&1 || { cat "$BUILD.cmake.log" >&2; exit 1; }
-  cmake --build "$BUILD" -j "$JOBS" --target llama ggml >"$BUILD.build.log" 2>&1 \
+  # embd links ggml only; the CPU cache also keeps libllama (built before embd stopped using it)
+  TARGETS=(llama ggml) INSTALL_DIR=$BUILD
+  [ $CUDA = 1 ] && TARGETS=(ggml) INSTALL_DIR=$BUILD/ggml
+  cmake --build "$BUILD" -j "$JOBS" --target "${TARGETS[@]}" >"$BUILD.build.log" 2>&1 \
     || { tail -50 "$BUILD.build.log" >&2; exit 1; }
-  cmake --install "$BUILD" >"$BUILD.install.log" 2>&1 || { cat "$BUILD.install.log" >&2; exit 1; }
+  cmake --install "$INSTALL_DIR" >"$BUILD.install.log" 2>&1 || { cat "$BUILD.install.log" >&2; exit 1; }
   touch "$stamp"
 fi
 if [ $TOOLS = 1 ] && [ ! -x "$BUILD-tools/bin/llama-server" ]; then

@@ -23,6 +23,9 @@ import numpy as np
 SHAPES = {  # n_layer, n_embd, n_head, n_ff, n_ctx
     "tiny": (2, 64, 4, 256, 512),
     "bge-small": (12, 384, 12, 1536, 512),
+    # bge-m3's encoder (XLM-RoBERTa large: 24 layers, hidden 1024, 16 heads, FFN 4096, 8194 positions)
+    # with the WordPiece vocabulary given: the transformer's cost and shape, a smaller embedding table
+    "bge-m3": (24, 1024, 16, 4096, 8194),
 }
 POOLING = {"mean": 1, "cls": 2, "rank": 4}  # llama.cpp enum llama_pooling_type
 TOKEN_NORMAL, TOKEN_CONTROL, TOKEN_USER_DEFINED = 1, 3, 4  # gguf.TokenType

@@ -15,7 +15,7 @@ static embd_model *load(const char *cmd, const char *path, const char *tok_json)
         fprintf(stderr, "embd %s: --model is required\n", cmd);
         return NULL;
     }
-    embd_model_params mp = {.tokenizer_json = tok_json};
+    embd_model_params mp = {.tokenizer_json = tok_json, .device = "cpu"}; /* metadata and tokenizer only */
     embd_model *m = embd_model_load(path, &mp, err, sizeof err);
     if (!m) fprintf(stderr, "embd %s: %s\n", cmd, err);
     return m;

@@ -181,6 +181,35 @@ def main():
         got = jsonl(out)
         check("tokenize == Hugging Face ids", rc == 0 and [g["ids"] for g in got] == [r["ids"] for r in rows])
 
+    # devices: a bad or absent device is a one-line exit 2 (exit 1 for bench's usage), never a crash;
+    # the CPU and an injected GPU out-of-memory (everything falls back to the CPU) give the same vectors
+    texts = path("dev.txt", "hello world\nnumpy arrays\n" + "a longer line of text " * 20 + "\n")
+    for dev in ("tpu", "cuda:99", "cuda:x"):
+        for cmd in ("embed", "rerank", "bench"):
+            extra = ("--query", "q") if cmd == "rerank" else ()
+            rc, _, err = run(cmd, "--model", MODEL, "--device", dev, "--input" if cmd == "embed" else "--docs" if
+                             cmd == "rerank" else "--reps", texts if cmd != "bench" else "1", *extra)
+            check(f"{cmd} --device {dev} -> exit 2", rc == 2 and len(err.strip().splitlines()) == 1
+                  and "device" in err, (rc, err))
+    rc, cpu, err = run("embed", "--model", MODEL, "--device", "cpu", "--input", texts, "--quiet")
+    check("embed --device cpu", rc == 0 and len(jsonl(cpu)) == 3, (rc, err))
+    env = dict(os.environ, EMBD_FAULT_ALLOC_BYTES="1")
+    p = subprocess.run([BIN, "embed", "--model", MODEL, "--input", texts, "--quiet"], capture_output=True, env=env,
+                       timeout=300)
+    a = np.array([r["embedding"] for r in jsonl(cpu)])
+    b = np.array([r["embedding"] for r in jsonl(p.stdout)]) if p.returncode == 0 else np.zeros((0,))
+    warned = p.stderr.decode().count("running it on the CPU")
+    check("injected device out-of-memory -> CPU fallback, same vectors", p.returncode == 0 and b.shape == a.shape
+          and float(np.min(np.sum(a * b, axis=1))) > 0.9999 and warned == 3, (p.returncode, warned, p.stderr[-300:]))
+    jp = path("bench.json")
+    rc, out, err = run("bench", "--model", MODEL, "--device", "cpu", "--batches", "1,3", "--seqs", "8,40", "--reps", "2",
+                       "--latency", "5", "--threads", "2", "--json", jp)
+    bj = json.load(open(jp)) if rc == 0 else {}
+    runs = bj.get("runs", [])
+    check("bench: every shape timed, latency quantiles ordered", rc == 0 and len(runs) == 4
+          and all(r["tok_per_s"] > 0 and abs(r["tok_per_s"] - r["seq_per_s"] * r["seq"]) < 1e-3 * r["tok_per_s"] for r in runs)
+          and 0 < bj["latency"]["p50_s"] <= bj["latency"]["p99_s"], (rc, err, bj))
+
     print(f"cli: {results['passed']} passed, {results['failed']} failed")
     sys.exit(1 if results["failed"] else 0)
 
