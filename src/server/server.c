@@ -480,12 +480,13 @@ static enum MHD_Result handle_metrics(req *q) {
         .version = EMBD_VERSION,
         .device = s->dev.name,
     };
-    if (ready && s->enc && embd_device_is_gpu(&s->dev)) { /* in-process GPU encoder: publish what is new */
+    if (ready && s->enc) { /* in-process encoder: publish what is new */
         embd_encoder_stats st;
         pthread_mutex_lock(&s->dev_mu);
         embd_encoder_get_stats(s->enc, &st);
-        embd_metrics_device(s->metrics, st.splits - s->dev_seen.splits, st.cpu_fallbacks - s->dev_seen.cpu_fallbacks,
-                            st.weight_bytes, st.compute_bytes);
+        if (embd_device_is_gpu(&s->dev) || st.splits != s->dev_seen.splits || st.cpu_fallbacks != s->dev_seen.cpu_fallbacks)
+            embd_metrics_device(s->metrics, st.splits - s->dev_seen.splits, st.cpu_fallbacks - s->dev_seen.cpu_fallbacks,
+                                st.weight_bytes, st.compute_bytes);
         s->dev_seen = st;
         pthread_mutex_unlock(&s->dev_mu);
     }

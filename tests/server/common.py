@@ -272,6 +272,13 @@ class Server:
                 pass
         return rc
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        if self.proc.poll() is None:
+            self.stop()
+
     def stop(self, sig=_signal.SIGTERM, timeout=120):
         """Signal, wait, and assert a clean exit: status 0, 'stopped', no sanitizer report."""
         if self.proc.poll() is None:
