@@ -21,3 +21,5 @@ ctest --test-dir build-asan --output-on-failure -j "$JOBS"
 echo "== tests: release build (gcc)"
 ctest --test-dir build --output-on-failure -j "$JOBS"
 bash scripts/fuzz.sh "${EMBD_FUZZ_SECONDS:-20}"
+# The GPU build (issue 9) compiles and links where nvcc exists; EMBD_CUDA_CHECK=0 skips it.
+[ "${EMBD_CUDA_CHECK:-1}" = 0 ] || bash scripts/cuda-check.sh

@@ -9,7 +9,7 @@ BUILD=$1 OUTF=$2
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 SHARED=${EMBD_SHARED_DIR:-$ROOT/../shared}
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-mkdir -p "$tmp/lib" "$tmp/shared/models/bge-small-en-v1.5" "$tmp/shared/corpus"
+mkdir -p "$tmp/lib" "$tmp/shared/models/bge-small-en-v1.5" "$tmp/shared/models/ms-marco-MiniLM-L-12-v2" "$tmp/shared/corpus"
 strip -o "$tmp/embd" "$BUILD/embd"
 ldd "$BUILD/embd" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
   case $(basename "$lib") in
@@ -20,7 +20,7 @@ ldd "$BUILD/embd" | awk '$3 ~ /^\// {print $3}' | while read -r lib; do
 done
 gguf=$(ls -d "${XDG_CACHE_HOME:-$HOME/.cache}"/embd/llama.cpp-*/src/gguf-py | tail -1)
 cp -r "$gguf" "$tmp/gguf-py"
-cp "$SHARED/models/bge-small-en-v1.5/tokenizer.json" "$tmp/shared/models/bge-small-en-v1.5/"
+for m in bge-small-en-v1.5 ms-marco-MiniLM-L-12-v2; do cp "$SHARED/models/$m/tokenizer.json" "$tmp/shared/models/$m/"; done
 head -n 3000 "$SHARED/corpus/numpy_chunks.jsonl" >"$tmp/shared/corpus/numpy_chunks.jsonl"
 tar -C "$tmp" -cJf "$OUTF" .
 ls -la "$OUTF" >&2

@@ -38,6 +38,7 @@ struct embd_encoder {
     int *lens_buf;
     size_t lens_cap;
     bool fused_gelu; /* embd's vectorised bias + GELU instead of ggml's add + scalar-erff gelu_erf */
+    bool prec_f32;   /* GPU: weight GEMMs at f32 precision */
     /* GPU memory governor: passes predicted to need more than budget bytes are split before they
      * run; a pass whose allocation fails anyway is split and retried, and a single sequence that
      * does not fit runs on the CPU twin (host weights). */
@@ -78,6 +79,8 @@ static embd_encoder *encoder_new(const embd_model *m, int n_threads, bool on_cpu
     if (e->gpu) { /* embd's kernels are CPU code; on a GPU, ggml's ops (cuBLAS batched GEMMs for attention) */
         e->attn = ATTN_MATMUL;
         e->fused_gelu = false;
+        const char *prec = getenv("EMBD_GPU_PREC");
+        e->prec_f32 = prec && !strcmp(prec, "f32");
         size_t free_b, total_b;
         embd_device_memory(&m->dev, &free_b, &total_b);
         /* keep a tenth of the card (at least 512 MiB) for the backend's own pools and workspaces */
@@ -256,6 +259,12 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
     io->out = x;
     ggml_set_output(x);
     ggml_build_forward_expand(gf, x);
+    /* EMBD_GPU_PREC=f32: weight GEMMs in f32 on the GPU (cuBLAS multiplies f16 weights with f16
+     * accumulation by default) */
+    for (int i = 0; e->prec_f32 && i < ggml_graph_n_nodes(gf); i++) {
+        struct ggml_tensor *n = ggml_graph_node(gf, i);
+        if (n->op == GGML_OP_MUL_MAT && n->src[0]->op == GGML_OP_NONE) ggml_prec_set_acc(n, GGML_PREC_F32);
+    }
     ggml_free(c); /* headers live in meta_buf; ggml_free does not release a caller's buffer */
     return gf;
 }
