@@ -299,12 +299,13 @@ def main():
         embd = os.path.join(ROOT, "build", "embd")
         if a.only != "llama" and not a.no_build:
             build_embd()
-    llama_server = a.llama_server or os.path.join(llama_bin(), "llama-server")
+    llama_server = a.llama_server or ("" if a.only == "embd" else os.path.join(llama_bin(), "llama-server"))
     tmp = tempfile.mkdtemp(prefix="embd-bench-serve-")
     logdir = a.logdir or tmp
     os.makedirs(logdir, exist_ok=True)
     model = os.path.abspath(a.model)
-    no_webui = "--no-webui" in subprocess.run([llama_server, "--help"], capture_output=True, text=True).stdout
+    no_webui = bool(llama_server) and "--no-webui" in subprocess.run([llama_server, "--help"], capture_output=True,
+                                                                      text=True).stdout
 
     def embd_cmd(port):
         # loopback only, so no API keys: --insecure (embd refuses to start without auth otherwise)

@@ -24,7 +24,7 @@ export EMBD_SHARED_DIR=$W/shared GGUF_PY_DIR=$W/gguf-py PYTHONUNBUFFERED=1
 EMBD=$W/embd M=$W/shared/models/bge-small-random
 # a dry run of this script on a machine without a GPU: EMBD_CHECK_DEVICE=cpu and smaller shapes
 DEV=${EMBD_CHECK_DEVICE:-cuda:0} BATCHES=${EMBD_CHECK_BATCHES:-1,32,256} SEQS=${EMBD_CHECK_SEQS:-128,512}
-CHUNKS=${EMBD_CHECK_CHUNKS:-2000} QUERIES=${EMBD_CHECK_QUERIES:-300}
+CHUNKS=${EMBD_CHECK_CHUNKS:-2000} QUERIES=${EMBD_CHECK_QUERIES:-200}
 S="$OUTDIR/summary.txt"; : >"$S"
 say() { echo "$*" | tee -a "$S"; }
 step() { echo; echo "=== $* ($(date +%T))"; }
@@ -67,10 +67,10 @@ EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_FIDELITY_JOBS=$(nproc) EMBD_SOURCE_DIR=$ROO
   timeout 300 $PY "$ROOT/tests/fidelity/test_fidelity.py" >"$OUTDIR/fidelity.txt" 2>&1
 say "fidelity rc=$? : $(tail -n 3 "$OUTDIR/fidelity.txt" | tr '\n' ' ')"
 grep -E "^\s*(tiny|bge|shared)" "$OUTDIR/fidelity.txt" | tee -a "$S"
-EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_GPU_PREC=f32 EMBD_FIDELITY_MODELS=tiny-f16,shared-bge-small-f16 \
+EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_GPU_PREC=fast EMBD_FIDELITY_MODELS=tiny-f16,shared-bge-small-f16 \
   EMBD_FIDELITY_JOBS=$(nproc) EMBD_SOURCE_DIR=$ROOT timeout 200 $PY "$ROOT/tests/fidelity/test_fidelity.py" \
   >"$OUTDIR/fidelity-f32gemm.txt" 2>&1
-say "fidelity, f16 models with EMBD_GPU_PREC=f32, rc=$? :"
+say "fidelity, f16 models with EMBD_GPU_PREC=fast (cuBLAS f16 accumulation), rc=$? :"
 grep -E "^\s*(tiny|bge|shared)" "$OUTDIR/fidelity-f32gemm.txt" | tee -a "$S"
 for t in test_rerank test_pooling; do
   EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_SOURCE_DIR=$ROOT timeout 200 $PY "$ROOT/tests/fidelity/$t.py" \
@@ -84,9 +84,11 @@ for mdl in "$M/bge-small-random-f16.gguf" "$M/bge-small-random-q8_0.gguf" "$W/bg
   timeout 240 "$EMBD" bench --model "$mdl" --device $DEV --batches $BATCHES --seqs $SEQS --reps 5 --latency $QUERIES \
     --json "$OUTDIR/bench-$n.json" 2>&1 | tee -a "$S"
 done
-say "bge-small f16 with EMBD_GPU_PREC=f32:"
-EMBD_GPU_PREC=f32 timeout 120 "$EMBD" bench --model "$M/bge-small-random-f16.gguf" --device $DEV --batches 32,256 \
-  --seqs 128,512 --reps 5 --latency 50 --json "$OUTDIR/bench-f16-f32gemm.json" 2>&1 | tee -a "$S"
+for mdl in "$M/bge-small-random-f16.gguf" "$W/bge-m3-f16.gguf"; do
+  say "EMBD_GPU_PREC=fast (f16 GEMMs with f16 accumulation):"
+  EMBD_GPU_PREC=fast timeout 120 "$EMBD" bench --model "$mdl" --device $DEV --batches 32,256 --seqs 128,512 --reps 5 \
+    --latency 50 --json "$OUTDIR/bench-fast-$(basename "$mdl" .gguf).json" 2>&1 | tee -a "$S"
+done
 say "same machine, CPU ($(nproc) threads):"
 timeout 120 "$EMBD" bench --model "$M/bge-small-random-q8_0.gguf" --device cpu --batches 32 --seqs 128 --reps 3 \
   --latency 50 --json "$OUTDIR/bench-cpu-q8_0.json" 2>&1 | tee -a "$S"

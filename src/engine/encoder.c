@@ -79,8 +79,9 @@ static embd_encoder *encoder_new(const embd_model *m, int n_threads, bool on_cpu
     if (e->gpu) { /* embd's kernels are CPU code; on a GPU, ggml's ops (cuBLAS batched GEMMs for attention) */
         e->attn = ATTN_MATMUL;
         e->fused_gelu = false;
+        /* weight GEMMs at f32 unless EMBD_GPU_PREC=fast (cuBLAS's f16 path accumulates in f16) */
         const char *prec = getenv("EMBD_GPU_PREC");
-        e->prec_f32 = prec && !strcmp(prec, "f32");
+        e->prec_f32 = !(prec && !strcmp(prec, "fast"));
         size_t free_b, total_b;
         embd_device_memory(&m->dev, &free_b, &total_b);
         /* keep a tenth of the card (at least 512 MiB) for the backend's own pools and workspaces */
@@ -218,7 +219,10 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
     const float scale = 1.0f / sqrtf((float)dh);
     for (int il = 0; il < hp->n_layer; il++) {
         const embd_layer *l = &m->layers[il];
-        const bool last = il == hp->n_layer - 1;
+        /* On a GPU the pooled rows are picked after the last layer (and the rank head): GEMMs with
+         * at most 16 rows go to ggml's TF32 tensor-core kernel there, which moves f32 results by
+         * ~1e-4; full-batch GEMMs stay in cuBLAS at f32. */
+        const bool last = il == hp->n_layer - 1 && !e->gpu;
         struct ggml_tensor *xq = (last && select) ? ggml_get_rows(c, x, io->sel) : x;
         const int Lq = (last && select) ? 1 : L;
 
@@ -256,11 +260,12 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
         x = layer_norm(c, ggml_add(c, linear(c, ff, l->down_w, l->down_b), x), l->ln2_w, l->ln2_b, hp->ln_eps);
     }
     if (rank) x = rank_head(c, m, x);
+    if (select && e->gpu) x = ggml_get_rows(c, x, io->sel);
     io->out = x;
     ggml_set_output(x);
     ggml_build_forward_expand(gf, x);
-    /* EMBD_GPU_PREC=f32: weight GEMMs in f32 on the GPU (cuBLAS multiplies f16 weights with f16
-     * accumulation by default) */
+    /* GPU: weight GEMMs at f32 precision (ggml's default for f16 weights is cuBLAS with f16
+     * accumulation, which costs fidelity: 0.99993 instead of 0.999998 centred cosine) */
     for (int i = 0; e->prec_f32 && i < ggml_graph_n_nodes(gf); i++) {
         struct ggml_tensor *n = ggml_graph_node(gf, i);
         if (n->op == GGML_OP_MUL_MAT && n->src[0]->op == GGML_OP_NONE) ggml_prec_set_acc(n, GGML_PREC_F32);
@@ -294,6 +299,7 @@ static int run_once(embd_encoder *e, const int32_t *const *ids, const int *lens,
      * (the keys) in multiples of its vector width, 16 floats with AVX-512, or it falls back to dot
      * products; padded keys are masked, so rounding up only costs a few wasted columns. */
     L = (L + 15) & ~15;
+    if (e->gpu && L < 32) L = 32; /* > 16 rows per GEMM: cuBLAS, not the TF32 kernel (above) */
     const size_t nt = (size_t)L * n_seq, nm = (size_t)L * L * n_seq;
     if (!grow((void **)&e->ids, &e->ids_cap, nt, sizeof *e->ids) || !grow((void **)&e->pos, &e->pos_cap, nt, sizeof *e->pos) ||
         (e->attn == ATTN_EMBD ? false

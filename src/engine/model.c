@@ -17,10 +17,13 @@
 #include "util/sys.h"
 
 /* ggml and gguf print diagnostics on stderr; embd reports its own one-line errors instead, and
- * passes ggml's through only with EMBD_DEBUG=1. */
+ * passes ggml's through only with EMBD_DEBUG=1 (errors always). */
+/* While a file's header is parsed, gguf's complaints are replaced by embd's one-line error. */
+static _Thread_local bool parsing_gguf;
+
 static void ggml_log_filter(enum ggml_log_level level, const char *text, void *ud) {
-    (void)level;
-    if (*(const bool *)ud) fputs(text, stderr);
+    /* other errors stay visible: a CUDA error's cause is printed just before ggml aborts */
+    if (*(const bool *)ud || (level == GGML_LOG_LEVEL_ERROR && !parsing_gguf)) fputs(text, stderr);
 }
 
 static void quiet_ggml_once(void) {
@@ -347,7 +350,9 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
         goto fail;
     }
     struct gguf_init_params gp = {.no_alloc = true, .ctx = &m->meta};
+    parsing_gguf = true;
     m->gguf = gguf_init_from_file(path, gp);
+    parsing_gguf = false;
     if (!m->gguf) {
         embd_fail(err, errlen, "'%s' is not a valid GGUF file (bad header, metadata or tensor table)", path);
         goto fail;
