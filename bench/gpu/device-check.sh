@@ -4,10 +4,10 @@
 # BUNDLE comes from bench/gpu/pack.sh (a CUDA build of embd plus what the GPU image lacks). Steps:
 #   1. the device is found; embd embed on cuda:0, on the CPU, and on cuda:0 with an injected
 #      out-of-memory (every sequence falls back to the CPU) agree
-#   2. unit-level fidelity on the GPU: tests/fidelity/test_fidelity.py with EMBD_DEVICE=$DEV
-#      (numpy reference, same thresholds as on the CPU)
+#   2. fidelity on the GPU: tests/fidelity/test_fidelity.py, test_rerank.py and test_pooling.py
+#      with EMBD_DEVICE=cuda:0 (numpy reference, same thresholds as on the CPU)
 #   3. embd bench on cuda:0: bge-small-shaped f16 and q8_0, bge-m3-shaped f16, batch 1/32/256 x
-#      seq 128/512, single-query p50/p99; the same machine's CPU for a ratio
+#      seq 128/512, single-query p50/p99, in each EMBD_GPU_PREC mode; the same machine's CPU
 #   4. embd serve on cuda:0 over HTTP (bench/bench_serve.py --only embd): throughput and latency
 #   5. the server under a tiny GPU memory budget: every request answers, /metrics counts
 # Writes logs and JSON to OUTDIR; prints a summary last.
@@ -67,11 +67,6 @@ EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_FIDELITY_JOBS=$(nproc) EMBD_SOURCE_DIR=$ROO
   timeout 300 $PY "$ROOT/tests/fidelity/test_fidelity.py" >"$OUTDIR/fidelity.txt" 2>&1
 say "fidelity rc=$? : $(tail -n 3 "$OUTDIR/fidelity.txt" | tr '\n' ' ')"
 grep -E "^\s*(tiny|bge|shared)" "$OUTDIR/fidelity.txt" | tee -a "$S"
-EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_GPU_PREC=fast EMBD_FIDELITY_MODELS=tiny-f16,shared-bge-small-f16 \
-  EMBD_FIDELITY_JOBS=$(nproc) EMBD_SOURCE_DIR=$ROOT timeout 200 $PY "$ROOT/tests/fidelity/test_fidelity.py" \
-  >"$OUTDIR/fidelity-f32gemm.txt" 2>&1
-say "fidelity, f16 models with EMBD_GPU_PREC=fast (cuBLAS f16 accumulation), rc=$? :"
-grep -E "^\s*(tiny|bge|shared)" "$OUTDIR/fidelity-f32gemm.txt" | tee -a "$S"
 for t in test_rerank test_pooling; do
   EMBD_BIN=$EMBD EMBD_DEVICE=$DEV EMBD_SOURCE_DIR=$ROOT timeout 200 $PY "$ROOT/tests/fidelity/$t.py" \
     >"$OUTDIR/$t.txt" 2>&1
@@ -84,10 +79,12 @@ for mdl in "$M/bge-small-random-f16.gguf" "$M/bge-small-random-q8_0.gguf" "$W/bg
   timeout 240 "$EMBD" bench --model "$mdl" --device $DEV --batches $BATCHES --seqs $SEQS --reps 5 --latency $QUERIES \
     --json "$OUTDIR/bench-$n.json" 2>&1 | tee -a "$S"
 done
-for mdl in "$M/bge-small-random-f16.gguf" "$W/bge-m3-f16.gguf"; do
-  say "EMBD_GPU_PREC=fast (f16 GEMMs with f16 accumulation):"
-  EMBD_GPU_PREC=fast timeout 120 "$EMBD" bench --model "$mdl" --device $DEV --batches 32,256 --seqs 128,512 --reps 5 \
-    --latency 50 --json "$OUTDIR/bench-fast-$(basename "$mdl" .gguf).json" 2>&1 | tee -a "$S"
+for prec in tf32 fast; do
+  for mdl in "$M/bge-small-random-f16.gguf" "$W/bge-m3-f16.gguf"; do
+    say "EMBD_GPU_PREC=$prec:"
+    EMBD_GPU_PREC=$prec timeout 120 "$EMBD" bench --model "$mdl" --device $DEV --batches 32,256 --seqs 128,512 \
+      --reps 5 --latency 50 --json "$OUTDIR/bench-$prec-$(basename "$mdl" .gguf).json" 2>&1 | tee -a "$S"
+  done
 done
 say "same machine, CPU ($(nproc) threads):"
 timeout 120 "$EMBD" bench --model "$M/bge-small-random-q8_0.gguf" --device cpu --batches 32 --seqs 128 --reps 3 \

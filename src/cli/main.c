@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "cli/cli.h"
+#include "engine/encoder.h"
 #include "worker/worker.h"
 
 static void usage(FILE *f) {
@@ -29,6 +30,7 @@ int main(int argc, char **argv) {
         usage(stderr);
         return EMBD_EXIT_USAGE;
     }
+    embd_gpu_precision_env(); /* before any library (cuBLAS) reads it; workers inherit it */
     const char *cmd = argv[1];
     if (!strcmp(cmd, "__worker")) return embd_worker_main(argc - 1, argv + 1); /* spawned by serve */
     if (!strcmp(cmd, "serve")) return cmd_serve(argc - 1, argv + 1);

@@ -59,12 +59,15 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
         return embd_fail(err, errlen, "out of memory");
     }
     size_t done_items = 0, done_tokens = 0;
+    /* the attention cap bounds host memory; a GPU's passes are bounded by its own governor */
+    const size_t attn_cap = strcmp(embd_encoder_device(enc), "cpu") && o->attn_bytes < ((size_t)1 << 30)
+                                ? (size_t)1 << 30 : o->attn_bytes;
     for (size_t i = 0; i < ns;) {
         /* Sorted descending, so the first sequence sets the padded length of the batch. */
         const size_t L = (size_t)seqs[i].len;
         const size_t attn_per_seq = L * L * (size_t)hp->n_head * sizeof(float);
         size_t nb = 0;
-        while (i + nb < ns && (nb == 0 || ((nb + 1) * L <= o->batch_tokens && (nb + 1) * attn_per_seq <= o->attn_bytes))) {
+        while (i + nb < ns && (nb == 0 || ((nb + 1) * L <= o->batch_tokens && (nb + 1) * attn_per_seq <= attn_cap))) {
             ids[nb] = seqs[i + nb].ids;
             lens[nb] = seqs[i + nb].len;
             firsts[nb] = seqs[i + nb].n_first;

@@ -39,6 +39,7 @@ struct embd_encoder {
     size_t lens_cap;
     bool fused_gelu; /* embd's vectorised bias + GELU instead of ggml's add + scalar-erff gelu_erf */
     bool prec_f32;   /* GPU: weight GEMMs at f32 precision */
+    size_t max_scores; /* GPU: attention scores (n_seq * heads * L * L) per pass, else split */
     /* GPU memory governor: passes predicted to need more than budget bytes are split before they
      * run; a pass whose allocation fails anyway is split and retried, and a single sequence that
      * does not fit runs on the CPU twin (host weights). */
@@ -51,6 +52,16 @@ struct embd_encoder {
 static size_t env_bytes(const char *name) {
     const char *v = getenv(name);
     return v && *v ? (size_t)strtoull(v, NULL, 10) : 0;
+}
+
+/* GPU precision (EMBD_GPU_PREC): f32 (default) multiplies in true f32: weight GEMMs at f32 and
+ * cuBLAS's TF32 tensor-core mode, which ggml turns on, overridden off (NVIDIA_TF32_OVERRIDE=0,
+ * read by cuBLAS, so it must be set before its first use); tf32 keeps f32 GEMMs but lets cuBLAS
+ * use TF32 (~1e-4 relative error, several times the speed on large models); fast is ggml's own
+ * choice (f16 weights through cuBLAS with f16 accumulation). */
+void embd_gpu_precision_env(void) {
+    const char *prec = getenv("EMBD_GPU_PREC");
+    if (!prec || !strcmp(prec, "f32")) setenv("NVIDIA_TF32_OVERRIDE", "0", 0);
 }
 
 static embd_encoder *encoder_new(const embd_model *m, int n_threads, bool on_cpu, char *err, size_t errlen) {
@@ -79,9 +90,11 @@ static embd_encoder *encoder_new(const embd_model *m, int n_threads, bool on_cpu
     if (e->gpu) { /* embd's kernels are CPU code; on a GPU, ggml's ops (cuBLAS batched GEMMs for attention) */
         e->attn = ATTN_MATMUL;
         e->fused_gelu = false;
-        /* weight GEMMs at f32 unless EMBD_GPU_PREC=fast (cuBLAS's f16 path accumulates in f16) */
+        embd_gpu_precision_env();
         const char *prec = getenv("EMBD_GPU_PREC");
         e->prec_f32 = !(prec && !strcmp(prec, "fast"));
+        size_t cap_scores = env_bytes("EMBD_GPU_MAX_SCORES");
+        e->max_scores = cap_scores ? cap_scores : (size_t)1 << 28;
         size_t free_b, total_b;
         embd_device_memory(&m->dev, &free_b, &total_b);
         /* keep a tenth of the card (at least 512 MiB) for the backend's own pools and workspaces */
@@ -415,6 +428,19 @@ size_t embd_encoder_estimate(const embd_encoder *e, int n_seq, int L) {
     return (size_t)(bytes * 1.125);
 }
 
+/* The first half of the sequences, then the second, each as embd_encoder_run does it. */
+static int run_halves(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first, int n_seq,
+                      embd_pooling pool, float *out, char *err, size_t errlen) {
+    const int h = n_seq / 2;
+    size_t off = (size_t)h * (size_t)embd_model_out_dim(e->m, pool);
+    if (pool == EMBD_POOL_NONE) { /* token states: rows per token, not per sequence */
+        off = 0;
+        for (int b = 0; b < h; b++) off += (size_t)lens[b] * (size_t)e->m->info.n_embd;
+    }
+    if (embd_encoder_run(e, ids, lens, n_first, h, pool, out, err, errlen)) return -1;
+    return embd_encoder_run(e, ids + h, lens + h, n_first ? n_first + h : NULL, n_seq - h, pool, out + off, err, errlen);
+}
+
 /* Runs a pass as is, or in halves when the device memory will not hold it (predicted, or the
  * allocation failed), down to single sequences, which then run on the CPU. */
 int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens, const int *n_first, int n_seq,
@@ -423,20 +449,16 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
     int L = 0;
     for (int b = 0; b < n_seq; b++) L = lens[b] > L ? lens[b] : L;
     int rc = RUN_OOM;
+    /* Very large attention passes are split up front: ggml's CUDA kernels failed ("illegal
+     * instruction") on some passes of ~1e9 scores (256 x 512 tokens), and smaller ones lose nothing. */
+    if (e->gpu && n_seq > 1 && (size_t)n_seq * (size_t)e->m->info.n_head * (size_t)L * (size_t)L > e->max_scores)
+        return run_halves(e, ids, lens, n_first, n_seq, pool, out, err, errlen);
     const bool fits = !e->budget || embd_encoder_estimate(e, n_seq, L) <= e->budget;
     if (fits) rc = run_once(e, ids, lens, n_first, n_seq, pool, out, err, errlen);
     if (rc != RUN_OOM) return rc;
     if (n_seq > 1) {
         __atomic_fetch_add(&e->st.splits, 1, __ATOMIC_RELAXED);
-        const int h = n_seq / 2;
-        size_t off = (size_t)h * (size_t)embd_model_out_dim(e->m, pool);
-        if (pool == EMBD_POOL_NONE) {
-            off = 0;
-            for (int b = 0; b < h; b++) off += (size_t)lens[b] * (size_t)e->m->info.n_embd;
-        }
-        if (embd_encoder_run(e, ids, lens, n_first, h, pool, out, err, errlen)) return -1;
-        return embd_encoder_run(e, ids + h, lens + h, n_first ? n_first + h : NULL, n_seq - h, pool, out + off, err,
-                                errlen);
+        return run_halves(e, ids, lens, n_first, n_seq, pool, out, err, errlen);
     }
     if (!e->cpu && !(e->cpu = encoder_new(e->m, e->n_threads, true, err, errlen))) return -1;
     __atomic_fetch_add(&e->st.cpu_fallbacks, 1, __ATOMIC_RELAXED);
