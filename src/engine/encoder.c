@@ -61,7 +61,15 @@ static size_t env_bytes(const char *name) {
  * choice (f16 weights through cuBLAS with f16 accumulation). */
 void embd_gpu_precision_env(void) {
     const char *prec = getenv("EMBD_GPU_PREC");
-    if (!prec || !strcmp(prec, "f32")) setenv("NVIDIA_TF32_OVERRIDE", "0", 0);
+    if (!prec || !strcmp(prec, "f32")) {
+        setenv("NVIDIA_TF32_OVERRIDE", "0", 0);
+    } else {
+        /* ggml replays captured CUDA graphs of passes that look unchanged. With cuBLAS's TF32 or
+         * f16 kernels in them, a replay after the pass shapes changed failed on an H200 ("illegal
+         * instruction" in cudaGraphLaunch; f32 mode ran every test and benchmark with graphs on).
+         * Graphs save ~1-3 ms of launches per pass; correctness first. */
+        setenv("GGML_CUDA_DISABLE_GRAPHS", "1", 0);
+    }
 }
 
 static embd_encoder *encoder_new(const embd_model *m, int n_threads, bool on_cpu, char *err, size_t errlen) {
@@ -449,8 +457,8 @@ int embd_encoder_run(embd_encoder *e, const int32_t *const *ids, const int *lens
     int L = 0;
     for (int b = 0; b < n_seq; b++) L = lens[b] > L ? lens[b] : L;
     int rc = RUN_OOM;
-    /* Very large attention passes are split up front: ggml's CUDA kernels failed ("illegal
-     * instruction") on some passes of ~1e9 scores (256 x 512 tokens), and smaller ones lose nothing. */
+    /* Very large attention passes are split up front (2^28 scores, 1 GiB of f32: smaller passes
+     * lose nothing on throughput, and the score tensors stay far from 32-bit index limits). */
     if (e->gpu && n_seq > 1 && (size_t)n_seq * (size_t)e->m->info.n_head * (size_t)L * (size_t)L > e->max_scores)
         return run_halves(e, ids, lens, n_first, n_seq, pool, out, err, errlen);
     const bool fits = !e->budget || embd_encoder_estimate(e, n_seq, L) <= e->budget;

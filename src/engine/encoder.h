@@ -25,7 +25,8 @@ typedef struct {
 } embd_encoder_stats;
 
 void embd_encoder_get_stats(const embd_encoder *e, embd_encoder_stats *st);
-/* Sets the environment for EMBD_GPU_PREC (see encoder.c) before cuBLAS starts; idempotent. */
+/* Sets the environment for EMBD_GPU_PREC and ggml's CUDA backend (see encoder.c) before cuBLAS
+ * and ggml read it; idempotent, never overrides what the user set. */
 void embd_gpu_precision_env(void);
 /* Predicted bytes of device memory for one pass of n_seq sequences padded to L tokens. */
 size_t embd_encoder_estimate(const embd_encoder *e, int n_seq, int L);
