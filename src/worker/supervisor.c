@@ -51,7 +51,13 @@ struct embd_sup {
 };
 
 #define EMERGENCY_WINDOW 60.0 /* two OOM kills within this enter emergency mode ... */
-#define EMERGENCY_STABLE 60.0 /* ... which ends after this long without one */
+#define EMERGENCY_STABLE 60.0 /* ... which ends after this long without one (EMBD_EMERGENCY_STABLE_S) */
+
+static double emergency_stable(void) {
+    const char *v = getenv("EMBD_EMERGENCY_STABLE_S");
+    double d = v && *v ? atof(v) : 0;
+    return d > 0 ? d : EMERGENCY_STABLE;
+}
 
 void embd_sup_opts_default(embd_sup_opts *o) {
     memset(o, 0, sizeof *o);
@@ -242,6 +248,12 @@ static int spawn(embd_sup *s, wslot *w, char *err, size_t errlen) {
     return embd_fail(err, errlen, "worker %d failed to start: %s%s%s", w->index, e, detail[0] ? "; " : "", detail);
 }
 
+static void emergency_gauge(embd_sup *s, int on) {
+    if (s->o.metrics)
+        embd_metrics_gauge(s->o.metrics, "embd_emergency_mode",
+                           "1 while repeated OOM kills keep the workers to one batch at a time at the smallest size.", on);
+}
+
 /* The worker was lost in a batch: reap it, log and count how, start another. */
 static void lost(embd_sup *s, wslot *w, bool kill_now, const char *why, const char *detail, size_t items) {
     pid_t pid = w->pid;
@@ -259,10 +271,11 @@ static void lost(embd_sup *s, wslot *w, bool kill_now, const char *why, const ch
         s->oom_times[0] = s->oom_times[1];
         s->oom_times[1] = now;
         if (s->oom_times[0] > 0 && now - s->oom_times[0] < EMERGENCY_WINDOW) {
-            s->emergency_until = now + EMERGENCY_STABLE;
+            s->emergency_until = now + emergency_stable();
             if (!s->emergency_on) logev("event=emergency_mode state=on reason=\"2 OOM kills within %.0f s\"",
                                         EMERGENCY_WINDOW);
             s->emergency_on = true;
+            emergency_gauge(s, 1);
         }
         pthread_mutex_unlock(&s->emu);
     }
@@ -357,7 +370,8 @@ static bool emergency(embd_sup *s) {
     pthread_mutex_lock(&s->emu);
     if (s->emergency_on && embd_now() > s->emergency_until) {
         s->emergency_on = false;
-        logev("event=emergency_mode state=off stable_s=%.0f", EMERGENCY_STABLE);
+        logev("event=emergency_mode state=off stable_s=%.0f", emergency_stable());
+        emergency_gauge(s, 0);
     }
     bool on = s->emergency_on;
     pthread_mutex_unlock(&s->emu);
@@ -533,6 +547,7 @@ embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen) {
         embd_sup_free(s);
         return NULL;
     }
+    emergency_gauge(s, 0);
     return s;
 }
 
