@@ -11,7 +11,7 @@
 #include "server/server.h"
 #include "util/download.h"
 
-typedef enum { T_STR, T_INT, T_SIZE, T_SECONDS, T_MS, T_BOOL, T_POOL, T_NUM } opt_type;
+typedef enum { T_STR, T_INT, T_SIZE, T_SECONDS, T_MS, T_BOOL, T_POOL, T_NUM, T_WORKERS } opt_type;
 
 typedef struct {
     const char *flag, *env, *help;
@@ -26,6 +26,12 @@ static int set_value(const opt_def *d, const char *v, char *err, size_t errlen) 
     case T_STR:
         *(const char **)d->dst = v;
         return 0;
+    case T_WORKERS:
+        if (!strcmp(v, "auto")) {
+            *(int *)d->dst = -1; /* auto-scaling, resolved after parsing */
+            return 0;
+        }
+        /* fall through */
     case T_INT: {
         long x = strtol(v, &end, 10);
         if (errno || end == v || *end || x < 0 || x > 65535 * 16) break;
@@ -149,8 +155,10 @@ int cmd_serve(int argc, char **argv) {
         {"data-dir", "EMBD_DATA_DIR", "collections (/v1/collections) are stored here", T_STR, &o.data_dir},
         {"rerank-model", "EMBD_RERANK_MODEL", "cross-encoder GGUF for collection search rerank", T_STR,
          &o.rerank_model},
-        {"workers", "EMBD_WORKERS", "inference worker processes; 0 = in the server process (default 1)", T_INT,
-         &o.workers},
+        {"workers", "EMBD_WORKERS", "inference worker processes, 0 = in the server process, auto = 1 grown by load (default 1)",
+         T_WORKERS, &o.workers},
+        {"max-workers", "EMBD_MAX_WORKERS", "with --workers auto: at most this many (default: the usable cores)", T_INT,
+         &o.max_workers},
         {"worker-timeout", "EMBD_WORKER_TIMEOUT", "seconds without a heartbeat before a busy worker is replaced (default 10)",
          T_SECONDS, &o.worker_timeout},
         {"max-memory", "EMBD_MAX_MEMORY", "memory budget in bytes for server + workers (default: see next)", T_SIZE,
@@ -231,5 +239,6 @@ int cmd_serve(int argc, char **argv) {
         o.model_path = path;
     }
     if (o.device) setenv("EMBD_DEVICE", o.device, 1); /* the workers resolve the same device */
+    if (o.workers == -1) o.autoscale = true, o.workers = 1;
     return embd_server_run(&o);
 }

@@ -162,6 +162,13 @@ void embd_encoder_free(embd_encoder *e) {
 }
 
 int embd_encoder_threads(const embd_encoder *e) { return e->n_threads; }
+
+void embd_encoder_set_threads(embd_encoder *e, int n) {
+    if (n < 1) return;
+    e->n_threads = n;
+    if (!e->gpu) ggml_backend_cpu_set_n_threads(e->backend, n);
+    if (e->cpu) embd_encoder_set_threads(e->cpu, n);
+}
 const embd_model *embd_encoder_model(const embd_encoder *e) { return e->m; }
 
 static struct ggml_tensor *layer_norm(struct ggml_context *c, struct ggml_tensor *x, struct ggml_tensor *w,

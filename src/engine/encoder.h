@@ -14,6 +14,7 @@ typedef struct embd_encoder embd_encoder;
 embd_encoder *embd_encoder_new(const embd_model *m, int n_threads, char *err, size_t errlen);
 void embd_encoder_free(embd_encoder *e);
 int embd_encoder_threads(const embd_encoder *e);
+void embd_encoder_set_threads(embd_encoder *e, int n); /* between passes; n >= 1 */
 const char *embd_encoder_device(const embd_encoder *e); /* "cpu" or "cuda:N" */
 
 typedef struct {

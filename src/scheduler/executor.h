@@ -25,6 +25,9 @@ typedef struct embd_executor {
     /* Runs one batch: out gets n * width floats, res[i] each item's outcome. Returns 0 when the
      * batch ran (items may still have failed one by one), -1 with err when all of it failed. */
     int (*run)(void *ud, int lane, const embd_batch *b, float *out, embd_item *res, char *err, size_t errlen);
+    /* Optional: whether a lane may take batches now (auto-scaled workers); NULL: always. Called
+     * with the scheduler's lock held, so it must be quick and take no lock the run path holds. */
+    int (*active)(void *ud, int lane);
     void *ud;
 } embd_executor;
 

@@ -327,6 +327,10 @@ static void *sched_main(void *arg) {
             while (s->q_len) job_finish(s, q_at(s, 0)->job, EMBD_JOB_SHUTDOWN, true);
             continue;
         }
+        if (s->x.active && !s->x.active(s->x.ud, lane)) { /* a parked lane: look again shortly */
+            wait_until(s, now + 0.05);
+            continue;
+        }
         /* Coalesce: a lone small item waits briefly so that concurrent requests share a batch. */
         double ready_at = q_at(s, 0)->t_enq + s->o.max_batch_delay;
         if (!s->stopping && s->live_tokens < s->o.max_batch_tokens && now < ready_at) {
@@ -339,7 +343,8 @@ static void *sched_main(void *arg) {
             if (s->q_len) job_finish(s, q_at(s, 0)->job, EMBD_JOB_SHUTDOWN, true);
             continue;
         }
-        if (s->q_len) pthread_cond_signal(&s->cv); /* more for another lane */
+        /* more for another lane (all of them when some are parked: a signal could wake only those) */
+        if (s->q_len) s->x.active ? pthread_cond_broadcast(&s->cv) : pthread_cond_signal(&s->cv);
         uint64_t seq = ++s->batch_seq;
         publish_depth(s);
         double t0 = embd_now();

@@ -691,10 +691,17 @@ static int resolve(const char *host, int port, struct sockaddr_storage *ss, char
 /* The scheduler on in-process inference or on supervised workers (--workers N). */
 static void start_inference(server *s, char *err, size_t errlen) {
     embd_executor x;
-    if (s->o.workers > 0) {
+    if (s->o.workers > 0 || s->o.autoscale) {
         embd_sup_opts so;
         embd_sup_opts_default(&so);
         so.workers = s->o.workers;
+        if (s->o.autoscale) {
+            int cores = embd_cpu_count();
+            so.workers = s->o.max_workers > 0 ? s->o.max_workers : cores;
+            so.autoscale = true;
+            so.min_workers = 1;
+            so.scale_interval = getenv("EMBD_AUTOSCALE_INTERVAL") ? atof(getenv("EMBD_AUTOSCALE_INTERVAL")) : 2;
+        }
         so.model_path = s->o.model_path;
         so.tokenizer_json = s->o.tokenizer_json;
         so.threads = s->o.threads;
@@ -715,7 +722,7 @@ static void start_inference(server *s, char *err, size_t errlen) {
         so.min_batch = s->o.min_batch < so.max_batch ? s->o.min_batch : so.max_batch;
         if (!(s->sup = embd_sup_new(&so, err, errlen))) return;
         embd_sup_executor(s->sup, &x);
-        s->threads = embd_sup_threads(s->sup) * s->o.workers;
+        s->threads = embd_sup_threads(s->sup) * embd_sup_workers(s->sup);
     } else {
         if (!(s->enc = embd_encoder_new(s->model, s->o.threads, err, errlen))) return;
         embd_executor_inproc(&x, s->enc);
@@ -812,7 +819,7 @@ int embd_server_run(const embd_server_opts *opts) {
     fprintf(stderr, "embd: listening on http://%s:%d (loading %s)\n", s->o.host, port, s->o.model_path);
 
     /* With workers, this process needs only the tokenizer and the metadata: its copy stays on the CPU. */
-    embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json, .device = s->o.workers > 0 ? "cpu" : s->dev.name};
+    embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json, .device = s->o.workers > 0 || s->o.autoscale ? "cpu" : s->dev.name};
     s->model = embd_model_load(s->o.model_path, &mp, err, sizeof err);
     if (s->model && embd_device_is_gpu(&s->dev)) {
         fprintf(stderr, "embd: inference on %s (%s)\n", s->dev.name, s->dev.desc);

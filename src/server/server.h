@@ -37,6 +37,8 @@ typedef struct {
     const char *data_dir;       /* collections (SQLite + FAISS) live here; NULL: /v1/collections off */
     const char *rerank_model;   /* cross-encoder GGUF for collection search reranking, or NULL */
     int workers;                /* inference worker processes; 0: in this process (src/worker) */
+    bool autoscale;             /* --workers auto: 1..max_workers, grown and shrunk by load */
+    int max_workers;            /* with autoscale; 0: the usable cores */
     double worker_timeout;      /* seconds of heartbeat silence before a busy worker is replaced */
     size_t max_memory;          /* memory budget in bytes (workers only); 0: ... */
     double max_memory_percent;  /* ... min(cgroup limit, this % of RAM); 0: 70, not measured at start */

@@ -66,3 +66,17 @@ int embd_fail(char *err, size_t errlen, const char *fmt, ...) {
     }
     return -1;
 }
+
+int embd_cpu_times(unsigned long long *busy, unsigned long long *total) {
+    FILE *f = fopen("/proc/stat", "r");
+    if (!f) return -1;
+    unsigned long long v[8] = {0};
+    int n = fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+                   &v[7]);
+    fclose(f);
+    if (n < 4) return -1;
+    *total = 0;
+    for (int i = 0; i < 8; i++) *total += v[i];
+    *busy = *total - v[3] - v[4]; /* minus idle and iowait */
+    return 0;
+}

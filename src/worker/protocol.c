@@ -135,6 +135,12 @@ void embd_proto_put_devstat(embd_proto_buf *b, const embd_proto_devstat *d) {
     end_frame(b, at);
 }
 
+void embd_proto_put_threads(embd_proto_buf *b, uint32_t threads) {
+    size_t at = begin_frame(b, EMBD_MSG_THREADS);
+    put_u32(b, threads);
+    end_frame(b, at);
+}
+
 void embd_proto_put_empty(embd_proto_buf *b, uint16_t type) { end_frame(b, begin_frame(b, type)); }
 
 /* ---- decoding ---- */
@@ -152,7 +158,7 @@ int embd_proto_parse(const uint8_t *buf, size_t n, size_t max_payload, embd_fram
     memcpy(&type, buf + 4, 2);
     memcpy(&flags, buf + 6, 2);
     memcpy(&len, buf + 8, 4);
-    if (type < EMBD_MSG_HELLO || type > EMBD_MSG_DEVSTAT) return embd_fail(err, errlen, "unknown frame type %u", type);
+    if (type < EMBD_MSG_HELLO || type > EMBD_MSG_THREADS) return embd_fail(err, errlen, "unknown frame type %u", type);
     if (flags) return embd_fail(err, errlen, "unknown frame flags 0x%x", flags);
     if (len > max_payload || len > EMBD_PROTO_MAX_PAYLOAD)
         return embd_fail(err, errlen, "frame payload of %u bytes is over the limit of %zu", len, max_payload);
@@ -348,6 +354,15 @@ int embd_proto_get_devstat(const embd_frame *f, embd_proto_devstat *d, char *err
     d->weight_bytes = get_u64(&r);
     d->compute_bytes = get_u64(&r);
     return finish(&r, "devstat", err, errlen);
+}
+
+int embd_proto_get_threads(const embd_frame *f, uint32_t *threads, char *err, size_t errlen) {
+    rd r = {0};
+    if (want_type(f, EMBD_MSG_THREADS, &r, err, errlen)) return -1;
+    *threads = get_u32(&r);
+    if (finish(&r, "threads", err, errlen)) return -1;
+    if (*threads < 1 || *threads > 4096) return embd_fail(err, errlen, "threads %u out of range", *threads);
+    return 0;
 }
 
 /* ---- I/O ---- */

@@ -16,6 +16,8 @@
  *               msg | width x f32)
  * HEARTBEAT (worker -> supervisor, periodically) = batch id u64 (0: idle) | rss u64
  * SHUTDOWN (supervisor -> worker) = empty
+ * THREADS  (supervisor -> worker, between batches) = compute threads u32 (auto-scaling re-divides
+ *          the cores when workers come and go)
  * DEVSTAT  (worker -> supervisor, before a RESULT, GPU workers only) = splits u64 | cpu_fallbacks u64 |
  *          weight_bytes u64 | compute_bytes u64; the counts are this batch's, the bytes what the
  *          device holds now */
@@ -43,6 +45,7 @@ enum {
     EMBD_MSG_HEARTBEAT = 5,
     EMBD_MSG_SHUTDOWN = 6,
     EMBD_MSG_DEVSTAT = 7,
+    EMBD_MSG_THREADS = 8,
 };
 
 typedef struct {
@@ -97,6 +100,7 @@ void embd_proto_put_result(embd_proto_buf *b, uint64_t id, size_t n, int width, 
                            const embd_item *res);
 void embd_proto_put_heartbeat(embd_proto_buf *b, uint64_t batch_id, uint64_t rss);
 void embd_proto_put_devstat(embd_proto_buf *b, const embd_proto_devstat *d);
+void embd_proto_put_threads(embd_proto_buf *b, uint32_t threads);
 void embd_proto_put_empty(embd_proto_buf *b, uint16_t type);
 
 /* Decoders: 0, or -1 with err when the payload is malformed (nothing is left allocated). */
@@ -109,6 +113,7 @@ int embd_proto_get_result(const embd_frame *f, uint64_t id, size_t n, int width,
                           uint64_t *peak_rss, char *err, size_t errlen);
 int embd_proto_get_heartbeat(const embd_frame *f, uint64_t *batch_id, uint64_t *rss, char *err, size_t errlen);
 int embd_proto_get_devstat(const embd_frame *f, embd_proto_devstat *d, char *err, size_t errlen);
+int embd_proto_get_threads(const embd_frame *f, uint32_t *threads, char *err, size_t errlen); /* 1..4096 */
 
 /* ---- blocking I/O on a socket ---- */
 

@@ -21,6 +21,7 @@
 #include "worker/cgroup.h"
 #include "worker/governor.h"
 #include "worker/protocol.h"
+#include "worker/scaler.h"
 
 extern char **environ;
 
@@ -32,11 +33,23 @@ typedef struct {
     embd_proto_buf wb;
     uint64_t next_id;
     int starts;
+    /* auto-scaling */
+    _Atomic int active;       /* the scheduler may give this lane batches */
+    pthread_mutex_t run_mu;   /* held while a batch runs, so a lane is stopped only between batches */
+    int threads_sent;         /* compute threads the worker was told */
+    double run_start;         /* of the batch running now, 0: none (under the sup's smu) */
+    double busy_acc, busy_seen, last_end, active_since;
 } wslot;
 
 struct embd_sup {
     embd_sup_opts o;
-    int threads;
+    _Atomic int threads;  /* per worker: cores / running workers */
+    int cores;
+    _Atomic int n_active; /* lanes 0..n_active-1 take batches */
+    pthread_mutex_t smu;  /* busy statistics of the slots */
+    pthread_t scaler;
+    bool scaler_started;
+    _Atomic bool quit;
     wslot *w;
     _Atomic int alive;
     _Atomic long long oom_seen; /* cgroup oom_kill count at the last look */
@@ -165,7 +178,8 @@ static int spawn(embd_sup *s, wslot *w, char *err, size_t errlen) {
         }
     }
     char thr[16], hb[32], parent[24];
-    snprintf(thr, sizeof thr, "%d", s->threads);
+    w->threads_sent = atomic_load(&s->threads);
+    snprintf(thr, sizeof thr, "%d", w->threads_sent);
     snprintf(hb, sizeof hb, "%.3f", s->o.heartbeat_interval);
     snprintf(parent, sizeof parent, "%ld", (long)getpid());
     const char *argv[20];
@@ -453,10 +467,138 @@ static int sup_run(void *ud, int lane, const embd_batch *b, float *out, embd_ite
     bool serial = emergency(s);
     static pthread_mutex_t one_at_a_time = PTHREAD_MUTEX_INITIALIZER;
     if (serial) pthread_mutex_lock(&one_at_a_time);
-    run_range(s, &s->w[lane], b, 0, b->n, out, res, deaths);
+    wslot *w = &s->w[lane];
+    pthread_mutex_lock(&w->run_mu);
+    const int want = atomic_load(&s->threads);
+    if (w->pid > 0 && w->threads_sent != want) { /* the cores were re-divided: tell it before the batch */
+        embd_proto_buf tb = {0};
+        char e[128];
+        embd_proto_put_threads(&tb, (uint32_t)want);
+        if (!tb.oom && !embd_proto_write(w->fd, &tb, e, sizeof e)) w->threads_sent = want;
+        embd_proto_buf_free(&tb);
+    }
+    pthread_mutex_lock(&s->smu);
+    w->run_start = embd_now();
+    pthread_mutex_unlock(&s->smu);
+    run_range(s, w, b, 0, b->n, out, res, deaths);
+    pthread_mutex_lock(&s->smu);
+    double now = embd_now();
+    w->busy_acc += now - w->run_start;
+    w->run_start = 0;
+    w->last_end = now;
+    pthread_mutex_unlock(&s->smu);
+    pthread_mutex_unlock(&w->run_mu);
     if (serial) pthread_mutex_unlock(&one_at_a_time);
     free(deaths);
     return 0;
+}
+
+static int sup_active(void *ud, int lane) { return atomic_load(&((embd_sup *)ud)->w[lane].active); }
+
+static void publish_scale(embd_sup *s) {
+    if (!s->o.metrics) return;
+    embd_metrics_gauge(s->o.metrics, "embd_workers_active", "Inference workers taking batches (auto-scaling).",
+                       (double)atomic_load(&s->n_active));
+    embd_metrics_gauge(s->o.metrics, "embd_worker_threads", "Compute threads of each inference worker.",
+                       (double)atomic_load(&s->threads));
+}
+
+static double env_num(const char *name, double dflt) {
+    const char *v = getenv(name);
+    return v && *v ? atof(v) : dflt;
+}
+
+/* The auto-scaler: every scale_interval, measure (machine CPU, how busy each running worker was,
+ * how long the newest one idled, memory) and let embd_scale_decide grow or shrink by one. */
+static void *scaler_main(void *arg) {
+    embd_sup *s = arg;
+    embd_scale_opts so;
+    embd_scale_opts_default(&so);
+    so.min_workers = s->o.min_workers;
+    so.max_workers = s->o.workers;
+    /* EMBD_AUTOSCALE_* override the thresholds (tests, tuning) */
+    so.cpu_high = env_num("EMBD_AUTOSCALE_CPU_HIGH", so.cpu_high);
+    so.cpu_low = env_num("EMBD_AUTOSCALE_CPU_LOW", so.cpu_low);
+    so.idle_s = env_num("EMBD_AUTOSCALE_IDLE_S", so.idle_s);
+    embd_scale_state st;
+    embd_scale_state_init(&st);
+    unsigned long long b0 = 0, t0 = 0, b1, t1;
+    bool have_cpu = embd_cpu_times(&b0, &t0) == 0;
+    double last = embd_now();
+    while (!atomic_load(&s->quit)) {
+        for (double slept = 0; slept < s->o.scale_interval && !atomic_load(&s->quit); slept += 0.05) {
+            struct timespec ts = {0, 50000000L};
+            nanosleep(&ts, NULL);
+        }
+        if (atomic_load(&s->quit)) break;
+        double now = embd_now(), dt = now - last;
+        last = now;
+        embd_scale_in in = {.cpu = 0, .workers = atomic_load(&s->n_active), .min_busy = 1};
+        if (have_cpu && embd_cpu_times(&b1, &t1) == 0 && t1 > t0) {
+            in.cpu = (double)(b1 - b0) / (double)(t1 - t0);
+            b0 = b1, t0 = t1;
+        }
+        pthread_mutex_lock(&s->smu);
+        for (int i = 0; i < in.workers; i++) {
+            wslot *w = &s->w[i];
+            double total = w->busy_acc + (w->run_start > 0 ? now - w->run_start : 0);
+            double frac = dt > 0 ? (total - w->busy_seen) / dt : 0;
+            w->busy_seen = total;
+            if (frac < in.min_busy) in.min_busy = frac;
+        }
+        wslot *nw = &s->w[in.workers - 1];
+        double since = nw->last_end > nw->active_since ? nw->last_end : nw->active_since;
+        in.newest_idle_s = nw->run_start > 0 ? 0 : now - since;
+        pthread_mutex_unlock(&s->smu);
+        if (s->gov) {
+            in.mem_budget = embd_gov_share(s->gov) * (size_t)s->o.workers;
+            in.mem_per_worker = s->gov->peak > s->hello_rss ? (size_t)s->gov->peak : s->hello_rss;
+            in.mem_used = in.mem_per_worker * (size_t)in.workers;
+        }
+        const char *why;
+        int d = embd_scale_decide(&so, &st, &in, &why);
+        if (d == 0) continue;
+        int n = in.workers + d;
+        if (d > 0) {
+            wslot *w = &s->w[n - 1];
+            atomic_store(&s->threads, embd_scale_threads(s->cores, n));
+            char err[512];
+            pthread_mutex_lock(&w->run_mu);
+            int rc = w->pid > 0 ? 0 : spawn(s, w, err, sizeof err);
+            pthread_mutex_unlock(&w->run_mu);
+            if (rc) {
+                atomic_store(&s->threads, embd_scale_threads(s->cores, in.workers));
+                logev("event=scale_up_failed workers=%d detail=\"%.300s\"", n, err);
+                continue;
+            }
+            pthread_mutex_lock(&s->smu);
+            w->active_since = embd_now();
+            w->busy_seen = w->busy_acc;
+            pthread_mutex_unlock(&s->smu);
+            atomic_store(&s->n_active, n);
+            atomic_store(&w->active, 1);
+        } else {
+            wslot *w = &s->w[in.workers - 1];
+            atomic_store(&w->active, 0);
+            atomic_store(&s->n_active, n);
+            pthread_mutex_lock(&w->run_mu); /* a batch it already took finishes first */
+            if (w->pid > 0) {
+                embd_proto_buf b = {0};
+                char e[128], cause[32] = "scale_down", detail[256] = "";
+                embd_proto_put_empty(&b, EMBD_MSG_SHUTDOWN);
+                embd_proto_write(w->fd, &b, e, sizeof e);
+                embd_proto_buf_free(&b);
+                shutdown(w->fd, SHUT_WR);
+                reap(s, w, false, 5, cause, sizeof cause, detail, sizeof detail);
+            }
+            pthread_mutex_unlock(&w->run_mu);
+            atomic_store(&s->threads, embd_scale_threads(s->cores, n));
+        }
+        logev("event=scale_%s workers=%d threads=%d cpu=%.2f predicted=%.2f busy=%.2f reason=\"%s\"",
+              d > 0 ? "up" : "down", n, atomic_load(&s->threads), in.cpu, st.predicted, in.min_busy, why);
+        publish_scale(s);
+    }
+    return NULL;
 }
 
 /* One synthetic batch of n sequences of len tokens on worker 0: its peak RSS, 0 on failure. */
@@ -532,13 +674,22 @@ embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen) {
     s->o = *o;
     if (s->o.width < 1) s->o.width = s->o.n_embd; /* callers that only embed */
     s->w = w;
-    int cores = embd_cpu_count();
-    s->threads = (o->threads > 0 ? o->threads : cores) / o->workers;
-    if (s->threads < 1) s->threads = 1;
+    s->cores = o->threads > 0 ? o->threads : embd_cpu_count();
+    if (s->o.min_workers < 1 || s->o.min_workers > o->workers) s->o.min_workers = o->autoscale ? 1 : o->workers;
+    if (!s->o.autoscale) s->o.min_workers = o->workers;
+    if (!(s->o.scale_interval > 0)) s->o.scale_interval = 2;
+    const int start = s->o.min_workers;
+    atomic_store(&s->n_active, start);
+    atomic_store(&s->threads, embd_scale_threads(s->cores, o->autoscale ? start : o->workers));
     atomic_store(&s->oom_seen, embd_cgroup_oom_kills());
-    for (int i = 0; i < o->workers; i++) s->w[i] = (wslot){.index = i, .fd = -1};
+    for (int i = 0; i < o->workers; i++) {
+        s->w[i] = (wslot){.index = i, .fd = -1};
+        atomic_store(&s->w[i].active, i < start);
+        pthread_mutex_init(&s->w[i].run_mu, NULL);
+    }
     pthread_mutex_init(&s->emu, NULL);
-    for (int i = 0; i < o->workers; i++)
+    pthread_mutex_init(&s->smu, NULL);
+    for (int i = 0; i < start; i++)
         if (spawn(s, &s->w[i], err, errlen)) {
             embd_sup_free(s);
             return NULL;
@@ -548,17 +699,32 @@ embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen) {
         return NULL;
     }
     emergency_gauge(s, 0);
+    publish_scale(s);
+    if (s->o.autoscale && s->o.workers > start) {
+        if (pthread_create(&s->scaler, NULL, scaler_main, s)) {
+            embd_fail(err, errlen, "cannot start the auto-scaler thread");
+            embd_sup_free(s);
+            return NULL;
+        }
+        s->scaler_started = true;
+        logev("event=autoscale workers=%d..%d threads_per_worker=%d cores=%d interval_s=%.1f", start, s->o.workers,
+              atomic_load(&s->threads), s->cores, s->o.scale_interval);
+    }
     return s;
 }
 
 void embd_sup_executor(embd_sup *s, embd_executor *x) {
-    *x = (embd_executor){.lanes = s->o.workers, .width = s->o.width, .run = sup_run, .ud = s};
+    *x = (embd_executor){.lanes = s->o.workers, .width = s->o.width, .run = sup_run, .ud = s,
+                         .active = s->o.autoscale ? sup_active : NULL};
 }
 
-int embd_sup_threads(const embd_sup *s) { return s->threads; }
+int embd_sup_threads(const embd_sup *s) { return atomic_load(&s->threads); }
+int embd_sup_workers(const embd_sup *s) { return atomic_load(&s->n_active); }
 
 void embd_sup_free(embd_sup *s) {
     if (!s) return;
+    atomic_store(&s->quit, true);
+    if (s->scaler_started) pthread_join(s->scaler, NULL);
     for (int i = 0; i < s->o.workers; i++) { /* all first, so that they exit in parallel */
         wslot *w = &s->w[i];
         if (w->pid <= 0) continue;
@@ -580,7 +746,9 @@ void embd_sup_free(embd_sup *s) {
         embd_proto_reader_free(&w->rd);
         embd_proto_buf_free(&w->wb);
     }
+    for (int i = 0; i < s->o.workers; i++) pthread_mutex_destroy(&s->w[i].run_mu);
     free(s->w);
+    pthread_mutex_destroy(&s->smu);
     if (s->gov) embd_gov_destroy(s->gov);
     free(s->gov);
     pthread_mutex_destroy(&s->emu);

@@ -31,6 +31,11 @@ typedef struct {
     size_t min_batch, max_batch; /* bounds of the adaptive forward-pass size, in tokens */
     char mem_budget_why[64];   /* where the budget came from, for the log */
     bool calibrate;            /* measure at start-up (else learn from the first batches' peaks) */
+    /* auto-scaling (src/worker/scaler.h): start min_workers, grow up to `workers` while all are
+     * busy and CPU and memory allow, shrink when idle; threads = cores / running workers */
+    bool autoscale;
+    int min_workers;           /* >= 1 */
+    double scale_interval;     /* seconds between decisions */
 } embd_sup_opts;
 
 void embd_sup_opts_default(embd_sup_opts *o);
@@ -40,7 +45,8 @@ void embd_sup_opts_default(embd_sup_opts *o);
 embd_sup *embd_sup_new(const embd_sup_opts *o, char *err, size_t errlen);
 /* The executor whose lanes are the workers (valid until embd_sup_free). */
 void embd_sup_executor(embd_sup *s, embd_executor *x);
-int embd_sup_threads(const embd_sup *s); /* compute threads per worker */
+int embd_sup_threads(const embd_sup *s); /* compute threads per worker (now, with auto-scaling) */
+int embd_sup_workers(const embd_sup *s); /* workers running now (lanes taking batches) */
 /* Stops the workers (SHUTDOWN, then SIGKILL after a grace) and reaps them: no orphans. Call
  * after the scheduler stopped using the executor. */
 void embd_sup_free(embd_sup *s);

@@ -181,6 +181,16 @@ int embd_worker_main(int argc, char **argv) {
             break;
         }
         if (f.type == EMBD_MSG_SHUTDOWN) break;
+        if (f.type == EMBD_MSG_THREADS) {
+            uint32_t t;
+            if (embd_proto_get_threads(&f, &t, err, sizeof err)) {
+                fprintf(stderr, "embd worker %d: %s\n", (int)getpid(), err);
+                rc = 1;
+                break;
+            }
+            embd_encoder_set_threads(enc, (int)t);
+            continue;
+        }
         embd_proto_batch b;
         if (embd_proto_get_batch(&f, &b, err, sizeof err)) {
             fprintf(stderr, "embd worker %d: %s\n", (int)getpid(), err);

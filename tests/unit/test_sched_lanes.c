@@ -22,7 +22,13 @@ typedef struct {
     _Atomic int running, max_running, batches;
     _Atomic int lane_used[4];
     bool fail_all;
+    _Atomic int active_lanes; /* 0: no gating; else lanes [0, active_lanes) take batches */
 } fake;
+
+static int fake_active(void *ud, int lane) {
+    fake *f = ud;
+    return lane < atomic_load(&f->active_lanes);
+}
 
 /* Item vector: (first id, length, n_first); a short sleep so that lanes overlap. */
 static int fake_run(void *ud, int lane, const embd_batch *b, float *out, embd_item *res, char *err, size_t errlen) {
@@ -79,7 +85,8 @@ static embd_job *make_job(size_t k, size_t n, waiter *w) {
 }
 
 static void run_jobs(fake *f, int lanes, size_t njobs, size_t per, bool expect_ok) {
-    embd_executor x = {.lanes = lanes, .width = W, .run = fake_run, .ud = f};
+    embd_executor x = {.lanes = lanes, .width = W, .run = fake_run, .ud = f,
+                       .active = atomic_load(&f->active_lanes) ? fake_active : NULL};
     embd_sched_opts o;
     embd_sched_opts_default(&o);
     o.max_batch_tokens = 8; /* a few items per batch: many batches */
@@ -131,6 +138,19 @@ static void test_lanes_run_concurrently(void **state) {
     assert_int_equal(atomic_load(&f.lane_used[3]), 0);
 }
 
+/* Parked lanes (auto-scaling) take no batches; the active ones do all the work. */
+static void test_parked_lanes_take_nothing(void **state) {
+    (void)state;
+    fake f = {0};
+    atomic_store(&f.active_lanes, 2);
+    run_jobs(&f, 4, 6, 20, true);
+    assert_true(atomic_load(&f.lane_used[0]) > 0);
+    assert_true(atomic_load(&f.lane_used[1]) > 0);
+    assert_int_equal(atomic_load(&f.lane_used[2]), 0);
+    assert_int_equal(atomic_load(&f.lane_used[3]), 0);
+    assert_true(atomic_load(&f.max_running) <= 2);
+}
+
 static void test_one_lane_is_serial(void **state) {
     (void)state;
     fake f = {0};
@@ -160,6 +180,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lanes_run_concurrently),
         cmocka_unit_test(test_one_lane_is_serial),
+        cmocka_unit_test(test_parked_lanes_take_nothing),
         cmocka_unit_test(test_failed_batches_fail_items),
         cmocka_unit_test(test_bad_executor),
     };

@@ -88,6 +88,35 @@ static void test_fail_and_heartbeat(void **state) {
     embd_proto_buf_free(&b);
 }
 
+/* The auto-scaler's THREADS and a GPU worker's DEVSTAT frames: round trip, range, truncation. */
+static void test_threads_and_devstat(void **state) {
+    (void)state;
+    embd_proto_buf b = {0};
+    char err[128];
+    embd_proto_put_threads(&b, 3);
+    embd_frame f = parse_one(&b);
+    uint32_t t = 0;
+    assert_int_equal(embd_proto_get_threads(&f, &t, err, sizeof err), 0);
+    assert_int_equal(t, 3);
+    b.len = 0;
+    embd_proto_put_threads(&b, 0); /* zero threads is not a thing a worker can do */
+    f = parse_one(&b);
+    assert_int_equal(embd_proto_get_threads(&f, &t, err, sizeof err), -1);
+    assert_non_null(strstr(err, "out of range"));
+    b.len = 0;
+    embd_proto_devstat d = {.splits = 5, .cpu_fallbacks = 2, .weight_bytes = 1u << 30, .compute_bytes = 12345}, g;
+    embd_proto_put_devstat(&b, &d);
+    f = parse_one(&b);
+    assert_int_equal(embd_proto_get_devstat(&f, &g, err, sizeof err), 0);
+    assert_memory_equal(&d, &g, sizeof d);
+    uint8_t *mem;
+    embd_frame tr = exact(&f, f.len - 1, &mem); /* one byte short */
+    assert_int_equal(embd_proto_get_devstat(&tr, &g, err, sizeof err), -1);
+    free(mem);
+    assert_int_equal(embd_proto_get_threads(&f, &t, err, sizeof err), -1); /* wrong type */
+    embd_proto_buf_free(&b);
+}
+
 static const int32_t A[] = {101, 7592, 2088, 102}, B[] = {101, 102}, C[] = {101, 2000, 102, 3000, 4000, 102};
 
 static void put_sample_batch(embd_proto_buf *b) {
@@ -339,6 +368,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hello_round_trip),
         cmocka_unit_test(test_fail_and_heartbeat),
+        cmocka_unit_test(test_threads_and_devstat),
         cmocka_unit_test(test_batch_round_trip),
         cmocka_unit_test(test_batch_every_truncation_fails),
         cmocka_unit_test(test_batch_lying_fields),
