@@ -229,6 +229,9 @@ static int phantom(embd_hf_vocab *v, char *err, size_t errlen) {
 static int wordpiece_from_tokenizer_json(const json_t *tok, int vocab_size, embd_hf_vocab *v, char *err, size_t errlen) {
     const json_t *vocab = json_object_get(json_object_get(tok, "model"), "vocab");
     if (!json_is_object(vocab)) return embd_fail(err, errlen, "tokenizer.json: model.vocab is not an object");
+    /* padded to vocab_size with [unused], an empty one would tokenize everything to nothing
+     * (found by fuzz_hf_tokenizer) */
+    if (!json_object_size(vocab)) return embd_fail(err, errlen, "tokenizer.json: the WordPiece vocabulary is empty");
     size_t n = vocab_size > 0 ? (size_t)vocab_size : json_object_size(vocab);
     if (vocab_alloc(v, n, false, err, errlen)) return -1;
     const char *k;

@@ -672,6 +672,12 @@ def check_errors(hf):
         os.remove(os.path.join(d, "tokenizer.json"))
         os.remove(os.path.join(d, "vocab.txt"))
     check_error("missing tokenizer", corrupt_copy(bert, "notok", notok), "missing tokenizer")
+
+    def empty_vocab(d):  # a WordPiece tokenizer.json without a single token (found by fuzz_hf_tokenizer)
+        tj = load_json(d, "tokenizer.json")
+        tj = dict(tj, model=dict(tj["model"], vocab={}), added_tokens=[])
+        gen.dump(d, "tokenizer.json", tj)
+    check_error("empty vocabulary", corrupt_copy(bert, "emptyvocab", empty_vocab), "WordPiece vocabulary is empty")
     check_error("not a directory", os.path.join(TMP, "nonexistent-dir"), "is not a directory")
     check_error("bad --type", bert, "--type must be", args=("--type", "q4_0"))
     # XLM-R without tokenizer.json (sentencepiece.bpe.model alone is not read)
