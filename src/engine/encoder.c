@@ -214,8 +214,8 @@ static struct ggml_cgraph *build(embd_encoder *e, int L, int B, bool select, boo
     ggml_set_input(io->ids);
     ggml_set_input(io->pos);
     io->mask = io->sel = io->mask_sel = io->types = NULL;
-    struct ggml_tensor *kq_mask = NULL;
-    if (e->attn == ATTN_FLASH) { /* embd's kernel reads the lengths instead of a mask */
+    struct ggml_tensor *kq_mask = NULL; /* none for embd's kernel: it reads the lengths */
+    if (e->attn == ATTN_FLASH) {
         io->mask = ggml_new_tensor_4d(c, GGML_TYPE_F16, L, L, 1, B);
         ggml_set_input(io->mask);
     } else if (e->attn == ATTN_MATMUL) {
