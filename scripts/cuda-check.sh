@@ -4,7 +4,7 @@
 # compile and link, so the CUDA build never rots. Where the NVIDIA driver is present the binary is
 # also started: `--device cpu` must work and a missing GPU must be a one-line error.
 # Skipped without nvcc. Bounded: the first (uncached) ggml CUDA build takes about 35 minutes on 2
-# cores; EMBD_CUDA_CHECK_MINUTES (default 55) caps it, and a build cut off by that cap is reported
+# cores; EMBD_CUDA_CHECK_MINUTES (default 45) caps it, and a build cut off by that cap is reported
 # (its objects stay in the cache for the next run), not failed. A compile error fails.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +12,7 @@ if ! command -v nvcc >/dev/null; then
   if [ -x /usr/local/cuda/bin/nvcc ]; then export PATH=/usr/local/cuda/bin:$PATH
   else echo "cuda-check: no nvcc, skipped"; exit 0; fi
 fi
-MIN=${EMBD_CUDA_CHECK_MINUTES:-55}
+MIN=${EMBD_CUDA_CHECK_MINUTES:-45}
 echo "== CUDA build check ($(nvcc --version | tail -1); at most $MIN min for ggml)"
 set +e
 prefix=$(timeout --signal=TERM "${MIN}m" bash scripts/build-llama.sh --cuda)
