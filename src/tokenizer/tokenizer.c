@@ -25,12 +25,6 @@
 #include "tokenizer/unigram.h"
 #include "util/sys.h"
 
-typedef struct {
-    char *content; /* valid UTF-8 */
-    size_t len;
-    int32_t id;
-    bool lstrip, rstrip, normalized, special; /* single_word is ignored, as transformers.js does */
-} added_tok;
 
 /* Byte trie of added-token contents; leftmost-longest matching like DictionarySplitter. */
 typedef struct {
@@ -51,7 +45,7 @@ struct embd_tokenizer {
     bool strip; /* resolved strip_accents */
     tok_htab vocab; /* WordPiece vocabulary (+ added contents) -> final id */
     tok_htab added; /* added_tokens_map: content and normalized content -> added token index */
-    added_tok *atoks;
+    tok_added *atoks;
     size_t n_atoks;
     trie raw_trie, norm_trie;
     char **id_tok; /* id -> token string (NULL for gaps) */
@@ -75,31 +69,12 @@ void embd_wordpiece_opts_default(embd_wordpiece_opts *o)
 
 /* ---------------------------------------------------------------- growable buffers */
 
-typedef struct {
-    uint32_t *v;
-    size_t n, cap;
-} cpbuf;
-
-static bool cp_reserve(cpbuf *b, size_t extra)
-{
-    if (b->n + extra <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + extra)
-        cap *= 2;
-    uint32_t *v = realloc(b->v, cap * sizeof *v);
-    if (!v)
-        return false;
-    b->v = v;
-    b->cap = cap;
-    return true;
-}
 
 
 /* Per-call scratch: encode is reentrant on a shared tokenizer. */
 typedef struct {
-    cpbuf a, b;     /* normalizer passes */
-    cpbuf *cps;     /* normalized code points (a or b) */
+    tok_cps a, b;     /* normalizer passes */
+    tok_cps *cps;     /* normalized code points (a or b) */
     uint8_t *bytes; /* normalized text as UTF-8 */
     size_t bytes_cap;
     uint32_t *offs; /* byte offset of each normalized code point, plus the end */
@@ -204,7 +179,7 @@ static bool reserve_out(scratch *sc, size_t nbytes, size_t noffs)
 static bool normalize_ascii(const embd_tokenizer *t, const uint8_t *s, size_t n, scratch *sc)
 {
     const embd_wordpiece_opts *o = &t->opts;
-    cpbuf *cps = &sc->a;
+    tok_cps *cps = &sc->a;
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         uint8_t c = s[i];
@@ -234,9 +209,9 @@ static bool normalize_ascii(const embd_tokenizer *t, const uint8_t *s, size_t n,
 static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scratch *sc)
 {
     const embd_wordpiece_opts *o = &t->opts;
-    cpbuf *in = &sc->a, *out = &sc->b;
+    tok_cps *in = &sc->a, *out = &sc->b;
     in->n = 0;
-    if (!cp_reserve(in, n + 16) || !reserve_out(sc, n, n + 1))
+    if (!tok_cps_reserve(in, n + 16) || !reserve_out(sc, n, n + 1))
         return false;
     if (normalize_ascii(t, s, n, sc))
         return true;
@@ -255,24 +230,24 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
                 cp = ' ';
         }
         if (o->handle_chinese_chars && tu_is_chinese(cp)) {
-            if (!cp_reserve(in, 3))
+            if (!tok_cps_reserve(in, 3))
                 return false;
             in->v[in->n++] = ' ';
             in->v[in->n++] = cp;
             in->v[in->n++] = ' ';
         } else {
-            if (!cp_reserve(in, 1))
+            if (!tok_cps_reserve(in, 1))
                 return false;
             in->v[in->n++] = cp;
         }
     }
     if (o->lowercase) {
         out->n = 0;
-        if (!cp_reserve(out, in->n + 16))
+        if (!tok_cps_reserve(out, in->n + 16))
             return false;
         for (size_t i = 0; i < in->n; i++) {
             uint32_t cp = in->v[i];
-            if (!cp_reserve(out, TU_MAX_LOWER))
+            if (!tok_cps_reserve(out, TU_MAX_LOWER))
                 return false;
             if (cp < 0x80) {
                 out->v[out->n++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
@@ -283,17 +258,17 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
                 out->n += (size_t)tu_lower(cp, out->v + out->n);
             }
         }
-        cpbuf *x = in;
+        tok_cps *x = in;
         in = out;
         out = x;
     }
     if (t->strip) {
         out->n = 0;
-        if (!cp_reserve(out, in->n + 16))
+        if (!tok_cps_reserve(out, in->n + 16))
             return false;
         for (size_t i = 0; i < in->n; i++) {
             uint32_t cp = in->v[i];
-            if (!cp_reserve(out, TU_MAX_NFD))
+            if (!tok_cps_reserve(out, TU_MAX_NFD))
                 return false;
             if (cp < 0xC0)
                 out->v[out->n++] = cp;
@@ -320,7 +295,7 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
                     out->v[w++] = out->v[i];
         }
         out->n = w;
-        cpbuf *x = in;
+        tok_cps *x = in;
         in = out;
         out = x;
     }
@@ -719,17 +694,17 @@ static bool set_id_tok(embd_tokenizer *t, int32_t id, const char *s, size_t n)
     return true;
 }
 
-static bool add_token(embd_tokenizer *t, const added_tok *a, size_t *cap)
+static bool add_token(embd_tokenizer *t, const tok_added *a, size_t *cap)
 {
     if (t->n_atoks == *cap) {
         size_t c = *cap ? *cap * 2 : 8;
-        added_tok *v = realloc(t->atoks, c * sizeof *v);
+        tok_added *v = realloc(t->atoks, c * sizeof *v);
         if (!v)
             return false;
         t->atoks = v;
         *cap = c;
     }
-    added_tok *d = &t->atoks[t->n_atoks];
+    tok_added *d = &t->atoks[t->n_atoks];
     *d = *a;
     d->content = tok_dup_bytes(a->content, a->len);
     if (!d->content)
@@ -757,7 +732,7 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
     t->plen = strlen(prefix);
     t->prefix_hash = tok_hash(TOK_HASH_SEED, prefix, t->plen);
     for (size_t i = 0; i < t->n_atoks; i++) {
-        added_tok *a = &t->atoks[i];
+        tok_added *a = &t->atoks[i];
         if (tu_utf8_validate((const uint8_t *)a->content, a->len) != a->len) {
             embd_fail(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
             goto fail;
@@ -768,7 +743,7 @@ static embd_tokenizer *finish(embd_tokenizer *t, const char *unk, const char *cl
             goto oom;
     }
     for (size_t i = 0; i < t->n_atoks; i++) {
-        added_tok *a = &t->atoks[i];
+        tok_added *a = &t->atoks[i];
         if (!tok_htab_put(&t->added, a->content, a->len, (int32_t)i))
             goto oom;
         if (a->normalized) {
@@ -867,7 +842,7 @@ embd_tokenizer *embd_tokenizer_new_wordpiece(const char *const *tokens, const in
                                        !strcmp(tok, "[CLS]") || !strcmp(tok, "[SEP]") ||
                                        !strcmp(tok, "[MASK]"));
         if (ok && is_added) {
-            added_tok a = {.content = (char *)tok, .len = len, .id = (int32_t)i,
+            tok_added a = {.content = (char *)tok, .len = len, .id = (int32_t)i,
                            .special = type != 4};
             ok = add_token(t, &a, &acap);
             if (ok && type == 2 && token_types)
@@ -885,29 +860,6 @@ oom:
     return NULL;
 }
 
-
-/* cls/sep from a TemplateProcessing [SpecialToken, Sequence A, SpecialToken] or BertProcessing. */
-static bool parse_post(const json_t *pp, const char **cls, const char **sep)
-{
-    const char *type = tok_json_str(pp, "type", "");
-    if (!strcmp(type, "BertProcessing")) {
-        const json_t *c = json_object_get(pp, "cls"), *s = json_object_get(pp, "sep");
-        *cls = json_string_value(json_array_get(c, 0));
-        *sep = json_string_value(json_array_get(s, 0));
-        return *cls && *sep;
-    }
-    if (strcmp(type, "TemplateProcessing"))
-        return false;
-    const json_t *single = json_object_get(pp, "single");
-    if (json_array_size(single) != 3)
-        return false;
-    const json_t *a = json_object_get(json_array_get(single, 0), "SpecialToken");
-    const json_t *m = json_object_get(json_array_get(single, 1), "Sequence");
-    const json_t *b = json_object_get(json_array_get(single, 2), "SpecialToken");
-    *cls = tok_json_str(a, "id", NULL);
-    *sep = tok_json_str(b, "id", NULL);
-    return *cls && *sep && m && !strcmp(tok_json_str(m, "id", ""), "A");
-}
 
 static embd_tokenizer *wrap_ugm(tok_ugm *u)
 {
@@ -958,7 +910,7 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
         embd_fail(err, errlen, "unsupported pre_tokenizer %s", tok_json_str(pre, "type", "?"));
         return NULL;
     }
-    if (!parse_post(post, &cls, &sep)) {
+    if (!tok_json_post_specials(post, false, &cls, &sep)) {
         embd_fail(err, errlen, "unsupported post_processor (want [CLS] $A [SEP])");
         return NULL;
     }
@@ -1024,17 +976,7 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     }
     size_t acap = 0;
     json_array_foreach(added, i, val) {
-        const json_t *c = json_object_get(val, "content");
-        added_tok a = {
-            .content = (char *)json_string_value(c),
-            .len = json_string_length(c),
-            .id = (int32_t)json_integer_value(json_object_get(val, "id")),
-            .lstrip = tok_json_true(val, "lstrip"),
-            .rstrip = tok_json_true(val, "rstrip"),
-            .special = tok_json_true(val, "special"),
-        };
-        const json_t *nv = json_object_get(val, "normalized");
-        a.normalized = (nv && !json_is_null(nv)) ? tok_json_true(val, "normalized") : !a.special;
+        tok_added a = tok_json_added(val);
         if (!norm || json_is_null(norm))
             a.normalized = false; /* no normalizer: all contents match the raw text */
         if (!add_token(t, &a, &acap))

@@ -14,20 +14,6 @@
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
-bool ugm_cps_reserve(ugm_cps *b, size_t extra)
-{
-    if (b->n + extra <= b->cap)
-        return true;
-    size_t cap = b->cap ? b->cap : 256;
-    while (cap < b->n + extra)
-        cap *= 2;
-    uint32_t *v = realloc(b->v, cap * sizeof *v);
-    if (!v)
-        return false;
-    b->v = v;
-    b->cap = cap;
-    return true;
-}
 
 /* ---------------------------------------------------------------- Unicode normalization forms */
 
@@ -111,17 +97,17 @@ static size_t compose_delta(uint32_t *v, size_t n)
 }
 
 /* Appends the normalization (NF[K][CD]) of in[0..n) to out. */
-static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, ugm_cps *out)
+static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, tok_cps *out)
 {
     size_t start = out->n;
     bool marks = false, delta = false;
-    if (!ugm_cps_reserve(out, n + 16))
+    if (!tok_cps_reserve(out, n + 16))
         return false;
     utf8proc_option_t opt = UTF8PROC_DECOMPOSE | (compat ? UTF8PROC_COMPAT : 0);
     for (size_t i = 0; i < n; i++) {
         uint32_t cp = in[i];
         if (cp < 0xA0) { /* no decomposition, combining class 0 */
-            if (!ugm_cps_reserve(out, 1))
+            if (!tok_cps_reserve(out, 1))
                 return false;
             out->v[out->n++] = cp;
             continue;
@@ -138,7 +124,7 @@ static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, ugm_c
             } else {
                 buf[0] = (utf8proc_int32_t)cp;
             }
-            if (!ugm_cps_reserve(out, d->n))
+            if (!tok_cps_reserve(out, d->n))
                 return false;
             for (int j = 0; j < ((compat || canon) ? d->n : 1); j++)
                 out->v[out->n++] = (uint32_t)buf[j];
@@ -151,7 +137,7 @@ static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, ugm_c
             buf[0] = (utf8proc_int32_t)cp;
             k = 1;
         }
-        if (!ugm_cps_reserve(out, (size_t)k))
+        if (!tok_cps_reserve(out, (size_t)k))
             return false;
         for (utf8proc_ssize_t j = 0; j < k; j++) {
             out->v[out->n++] = (uint32_t)buf[j];
@@ -207,7 +193,7 @@ static bool precompiled_space(uint32_t cp)
 }
 
 /* The two replacements in place, then NFKC of the parts between U+FF5E into out. */
-static bool precompiled(ugm_cps *in, ugm_cps *out)
+static bool precompiled(tok_cps *in, tok_cps *out)
 {
     bool ascii = true;
     size_t w = 0;
@@ -223,7 +209,7 @@ static bool precompiled(ugm_cps *in, ugm_cps *out)
     in->n = w;
     out->n = 0;
     if (ascii) { /* NFKC is the identity below U+00A0 */
-        if (!ugm_cps_reserve(out, in->n))
+        if (!tok_cps_reserve(out, in->n))
             return false;
         if (in->n)
             memcpy(out->v, in->v, in->n * sizeof *in->v);
@@ -234,7 +220,7 @@ static bool precompiled(ugm_cps *in, ugm_cps *out)
     for (size_t i = 0; i <= in->n; i++) {
         if (i < in->n && in->v[i] != 0xFF5E)
             continue;
-        if (!unorm(in->v + s, i - s, true, true, out) || (i < in->n && !ugm_cps_reserve(out, 1)))
+        if (!unorm(in->v + s, i - s, true, true, out) || (i < in->n && !tok_cps_reserve(out, 1)))
             return false;
         if (i < in->n)
             out->v[out->n++] = 0xFF5E;
@@ -243,10 +229,10 @@ static bool precompiled(ugm_cps *in, ugm_cps *out)
     return true;
 }
 
-static bool replace(const ugm_norm_step *st, const ugm_cps *in, ugm_cps *out)
+static bool replace(const ugm_norm_step *st, const tok_cps *in, tok_cps *out)
 {
     out->n = 0;
-    if (!ugm_cps_reserve(out, in->n + 16))
+    if (!tok_cps_reserve(out, in->n + 16))
         return false;
     for (size_t i = 0; i < in->n;) {
         size_t m = 0; /* length of the match at i */
@@ -259,12 +245,12 @@ static bool replace(const ugm_norm_step *st, const ugm_cps *in, ugm_cps *out)
             m = st->npat;
         }
         if (!m) {
-            if (!ugm_cps_reserve(out, 1))
+            if (!tok_cps_reserve(out, 1))
                 return false;
             out->v[out->n++] = in->v[i++];
             continue;
         }
-        if (!ugm_cps_reserve(out, st->nrep))
+        if (!tok_cps_reserve(out, st->nrep))
             return false;
         if (st->nrep)
             memcpy(out->v + out->n, st->rep, st->nrep * sizeof *st->rep);
@@ -279,9 +265,9 @@ static bool js_ws(uint32_t cp)
     return (tu_flags_fast(cp) & TU_SPACE) != 0;
 }
 
-bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, ugm_cps *a, ugm_cps *b, ugm_cps **res)
+bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, tok_cps *a, tok_cps *b, tok_cps **res)
 {
-    ugm_cps *in = a, *out = b;
+    tok_cps *in = a, *out = b;
     for (size_t k = 0; k < n; k++) {
         const ugm_norm_step *st = &steps[k];
         bool ok = true, swap = true;
@@ -312,7 +298,7 @@ bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, ugm_cps *a, ugm_cps *b
         }
         case UGM_N_PREPEND:
             out->n = 0;
-            ok = ugm_cps_reserve(out, in->n + st->nrep);
+            ok = tok_cps_reserve(out, in->n + st->nrep);
             if (ok) {
                 if (st->nrep)
                     memcpy(out->v, st->rep, st->nrep * sizeof *st->rep);
@@ -327,7 +313,7 @@ bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, ugm_cps *a, ugm_cps *b
         if (!ok)
             return false;
         if (swap) {
-            ugm_cps *x = in;
+            tok_cps *x = in;
             in = out;
             out = x;
         }

@@ -242,12 +242,6 @@ static bool ctrie_build(ugm_ctrie *t, const ustr *v, size_t m)
 
 /* ---------------------------------------------------------------- model */
 
-typedef struct {
-    char *content;
-    size_t len;
-    int32_t id;
-    bool lstrip, rstrip, normalized, special;
-} ugm_added;
 
 struct tok_ugm {
     size_t n_ids;       /* id space: vocabulary and added tokens */
@@ -256,7 +250,7 @@ struct tok_ugm {
     double *scores;
     tok_htab ids;       /* tokens_to_ids: model vocabulary (last id wins), then added contents */
     tok_htab added;     /* added_tokens_map: content / normalized content -> index in atoks */
-    ugm_added *atoks;
+    tok_added *atoks;
     size_t n_atoks, cap_atoks;
     ugm_ctrie vocab;    /* terminals index the arrays below */
     double *t_score;
@@ -332,17 +326,17 @@ static bool set_id_tok(tok_ugm *u, int32_t id, const char *s, size_t n)
     return true;
 }
 
-static bool add_atok(tok_ugm *u, const ugm_added *a)
+static bool add_atok(tok_ugm *u, const tok_added *a)
 {
     if (u->n_atoks == u->cap_atoks) {
         size_t c = u->cap_atoks ? u->cap_atoks * 2 : 8;
-        ugm_added *v = realloc(u->atoks, c * sizeof *v);
+        tok_added *v = realloc(u->atoks, c * sizeof *v);
         if (!v)
             return false;
         u->atoks = v;
         u->cap_atoks = c;
     }
-    ugm_added *d = &u->atoks[u->n_atoks];
+    tok_added *d = &u->atoks[u->n_atoks];
     *d = *a;
     d->content = tok_dup_bytes(a->content, a->len);
     if (!d->content)
@@ -386,7 +380,7 @@ static bool grow(void **p, size_t *cap, size_t need, size_t elem)
 
 /* Per-call state: encode is reentrant on a shared tokenizer; buffers grow geometrically. */
 typedef struct {
-    ugm_cps a, b;
+    tok_cps a, b;
     uint8_t *nb;       /* normalized section, UTF-8 */
     size_t nb_cap;
     uint8_t *mb;       /* after Metaspace: the lattice text */
@@ -693,7 +687,7 @@ static bool split(const tok_ugm *u, const ugm_trie *tr, const uint8_t *b, size_t
 static bool normalize(const tok_ugm *u, ugm_scratch *s, const uint8_t *t, size_t n, size_t *nb)
 {
     s->a.n = 0;
-    if (!ugm_cps_reserve(&s->a, n + 1))
+    if (!tok_cps_reserve(&s->a, n + 1))
         return false;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -703,7 +697,7 @@ static bool normalize(const tok_ugm *u, ugm_scratch *s, const uint8_t *t, size_t
             i += (size_t)tu_utf8_decode(t + i, &cp);
         s->a.v[s->a.n++] = cp;
     }
-    ugm_cps *r;
+    tok_cps *r;
     if (!ugm_norm_apply(u->norm, u->n_norm, &s->a, &s->b, &r))
         return false;
     if (!grow((void **)&s->nb, &s->nb_cap, r->n * 4 + 1, 1))
@@ -844,7 +838,7 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
     u->unk_score = min - 10;
     u->scores[u->unk_id] = u->unk_score;
     for (size_t i = 0; i < u->n_atoks; i++) {
-        ugm_added *a = &u->atoks[i];
+        tok_added *a = &u->atoks[i];
         if (tu_utf8_validate((const uint8_t *)a->content, a->len) != a->len) {
             embd_fail(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
             return false;
@@ -855,7 +849,7 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
     ugm_scratch s;
     memset(&s, 0, sizeof s);
     for (size_t i = 0; i < u->n_atoks; i++) {
-        ugm_added *a = &u->atoks[i];
+        tok_added *a = &u->atoks[i];
         if (!tok_htab_put(&u->added, a->content, a->len, (int32_t)i))
             goto oom_s;
         if (!a->len) /* DictionarySplitter never matches an empty token */
@@ -985,7 +979,7 @@ tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
         bool special_id = (int32_t)i == unk || (int32_t)i == v->bos_id || (int32_t)i == v->eos_id;
         if (!(type == 2 || type == 3 || type == 4 || (!v->token_types && special_id)))
             continue;
-        ugm_added a = {.content = u->id_tok[i], .len = strlen(u->id_tok[i]), .id = (int32_t)i,
+        tok_added a = {.content = u->id_tok[i], .len = strlen(u->id_tok[i]), .id = (int32_t)i,
                        .special = type != 4, .lstrip = type == 3 && !strcmp(u->id_tok[i], "<mask>")};
         if (!add_atok(u, &a))
             goto oom;
@@ -1037,29 +1031,6 @@ fail:
 }
 
 
-/* The special token strings around sequence A: TemplateProcessing [SpecialToken, A, SpecialToken],
- * RobertaProcessing or BertProcessing. */
-static bool parse_post(const json_t *pp, const char **cls, const char **sep)
-{
-    const char *type = tok_json_str(pp, "type", "");
-    if (!strcmp(type, "RobertaProcessing") || !strcmp(type, "BertProcessing")) {
-        *cls = json_string_value(json_array_get(json_object_get(pp, "cls"), 0));
-        *sep = json_string_value(json_array_get(json_object_get(pp, "sep"), 0));
-        return *cls && *sep;
-    }
-    if (strcmp(type, "TemplateProcessing"))
-        return false;
-    const json_t *single = json_object_get(pp, "single");
-    if (json_array_size(single) != 3)
-        return false;
-    const json_t *a = json_object_get(json_array_get(single, 0), "SpecialToken");
-    const json_t *m = json_object_get(json_array_get(single, 1), "Sequence");
-    const json_t *b = json_object_get(json_array_get(single, 2), "SpecialToken");
-    *cls = tok_json_str(a, "id", NULL);
-    *sep = tok_json_str(b, "id", NULL);
-    return *cls && *sep && m && !strcmp(tok_json_str(m, "id", ""), "A");
-}
-
 tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
 {
     const json_t *model = json_object_get(root, "model");
@@ -1072,7 +1043,7 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
         embd_fail(err, errlen, "Unigram model without a vocabulary array");
         return NULL;
     }
-    if (!parse_post(json_object_get(root, "post_processor"), &cls, &sep)) {
+    if (!tok_json_post_specials(json_object_get(root, "post_processor"), true, &cls, &sep)) {
         embd_fail(err, errlen, "unsupported post_processor (want <s> $A </s>)");
         return NULL;
     }
@@ -1115,17 +1086,7 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     }
     u->unk_id = (int32_t)json_integer_value(unk);
     json_array_foreach(added, i, val) {
-        const json_t *c = json_object_get(val, "content");
-        ugm_added a = {
-            .content = (char *)json_string_value(c),
-            .len = json_string_length(c),
-            .id = (int32_t)json_integer_value(json_object_get(val, "id")),
-            .lstrip = tok_json_true(val, "lstrip"),
-            .rstrip = tok_json_true(val, "rstrip"),
-            .special = tok_json_true(val, "special"),
-        };
-        const json_t *nz = json_object_get(val, "normalized");
-        a.normalized = (nz && !json_is_null(nz)) ? tok_json_true(val, "normalized") : !a.special;
+        tok_added a = tok_json_added(val);
         if (!add_atok(u, &a))
             goto oom;
     }

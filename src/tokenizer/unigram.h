@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tokenizer/tok_buf.h"
+
 #include "tokenizer/tokenizer.h"
 
 typedef struct tok_ugm tok_ugm;
@@ -31,12 +33,6 @@ int32_t tok_ugm_sep_id(const tok_ugm *u);
 
 /* ---- normalizer pipeline (ugm_norm.c), on code points */
 
-typedef struct {
-    uint32_t *v;
-    size_t n, cap;
-} ugm_cps;
-
-bool ugm_cps_reserve(ugm_cps *b, size_t extra);
 
 enum {
     UGM_N_PRECOMPILED, /* transformers.js Precompiled: fixed control/space rules + NFKC */
@@ -62,6 +58,6 @@ typedef struct {
 bool ugm_norm_parse(const json_t *norm, ugm_norm_step **steps, size_t *n, char *err, size_t errlen);
 void ugm_norm_free(ugm_norm_step *steps, size_t n);
 /* Applies the steps to in (which is consumed as scratch); the result is *res (a or b). */
-bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, ugm_cps *a, ugm_cps *b, ugm_cps **res);
+bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, tok_cps *a, tok_cps *b, tok_cps **res);
 
 #endif
