@@ -108,32 +108,11 @@ static int walk(const char *p, path_list *l, int depth, embd_ignore *ig) {
 
 /* The file's bytes when it looks like text (no NUL in it, at most MAX_FILE_BYTES). */
 static char *read_text(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t n = 0, cap = 0;
-    for (;;) {
-        if (n + 65536 > cap) {
-            cap = cap ? 2 * cap : 65536;
-            char *nb = cap > MAX_FILE_BYTES + 65536 ? NULL : realloc(buf, cap + 1);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    fclose(f);
-    if (n > MAX_FILE_BYTES || memchr(buf, 0, n)) {
+    char *buf = embd_read_file(path, MAX_FILE_BYTES, len, NULL, 0);
+    if (buf && memchr(buf, 0, *len)) {
         free(buf);
         return NULL;
     }
-    buf[n] = 0;
-    *len = n;
     return buf;
 }
 

@@ -388,32 +388,6 @@ int embd_hf_vocab_from_json(embd_hf_family fam, const json_t *tok, const char *v
     return rc;
 }
 
-static char *read_file(const char *path, size_t *len) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    char *buf = NULL;
-    size_t cap = 0, n = 0;
-    for (;;) {
-        if (n == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            char *nb = realloc(buf, cap + 1);
-            if (!nb) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + n, 1, cap - n, f);
-        n += r;
-        if (r == 0) break;
-    }
-    fclose(f);
-    buf[n] = 0;
-    *len = n;
-    return buf;
-}
-
 int embd_hf_vocab_load(const char *dir, const embd_hf_config *c, embd_hf_vocab *v, char *err, size_t errlen) {
     char path[4096];
     json_error_t je;
@@ -429,8 +403,9 @@ int embd_hf_vocab_load(const char *dir, const embd_hf_config *c, embd_hf_vocab *
     if (!rc && stat(path, &st) == 0 && !(tc = json_load_file(path, 0, &je)))
         rc = embd_fail(err, errlen, "tokenizer_config.json is not valid JSON (line %d: %s)", je.line, je.text);
     snprintf(path, sizeof path, "%s/vocab.txt", dir);
-    if (!rc && !tok && c->family == EMBD_HF_BERT && stat(path, &st) == 0 && !(txt = read_file(path, &txt_len)))
-        rc = embd_fail(err, errlen, "cannot read vocab.txt");
+    if (!rc && !tok && c->family == EMBD_HF_BERT && stat(path, &st) == 0 &&
+        !(txt = embd_read_file(path, (size_t)1 << 30, &txt_len, err, errlen)))
+        rc = -1;
     if (!rc)
         rc = embd_hf_vocab_from_json(c->family, tok, txt, txt_len, tc, c->vocab_size, c->cfg_special, v, err, errlen);
     json_decref(tok);

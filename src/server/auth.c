@@ -6,24 +6,16 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
+#include "util/sys.h"
+
 enum { KEYS_FILE_MAX = 1 << 20, SECRET_MAX = 4096, SECRET_MIN = 16, KEY_MIN = 16, KEY_MAX = 256 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
-
-static int failf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static int failf(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-    return -1;
-}
 
 static void sha256(const void *data, size_t len, unsigned char out[32]) {
     unsigned int n = 0;
@@ -63,26 +55,6 @@ static bool token68(const char *s, size_t len) {
     if (i == 0) return false;
     while (i < len && s[i] == '=') i++;
     return i == len;
-}
-
-static char *read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        failf(err, errlen, "cannot open %s: %s", path, strerror(errno));
-        return NULL;
-    }
-    char *buf = malloc(max + 1);
-    size_t n = buf ? fread(buf, 1, max + 1, f) : 0;
-    bool bad = ferror(f);
-    fclose(f);
-    if (!buf || bad || n > max) {
-        free(buf);
-        failf(err, errlen, "cannot read %s: %s", path, !buf ? "out of memory" : bad ? "read error" : "file too large");
-        return NULL;
-    }
-    buf[n] = 0;
-    *len = n;
-    return buf;
 }
 
 /* ---- scopes and routes ------------------------------------------------------------------- */
@@ -181,40 +153,40 @@ static int parse_key_line(const char *line, size_t len, key_entry *e, char *err,
         if (i >= len) break;
         size_t j = i;
         while (j < len && !isspace((unsigned char)line[j])) j++;
-        if (nf == 8) return failf(err, errlen, "too many fields");
+        if (nf == 8) return embd_fail(err, errlen, "too many fields");
         f[nf] = line + i, fl[nf++] = j - i;
         i = j;
     }
-    if (nf < 3) return failf(err, errlen, "expected NAME KEY SCOPES [rps=N] [tpm=N]");
+    if (nf < 3) return embd_fail(err, errlen, "expected NAME KEY SCOPES [rps=N] [tpm=N]");
     memset(e, 0, sizeof *e);
     e->p.rps = e->p.tpm = -1;
-    if (fl[0] >= EMBD_KEY_NAME_MAX) return failf(err, errlen, "name longer than %d characters", EMBD_KEY_NAME_MAX - 1);
+    if (fl[0] >= EMBD_KEY_NAME_MAX) return embd_fail(err, errlen, "name longer than %d characters", EMBD_KEY_NAME_MAX - 1);
     for (size_t i = 0; i < fl[0]; i++)
-        if (!name_char((unsigned char)f[0][i])) return failf(err, errlen, "name may only hold A-Z a-z 0-9 _ . @ -");
+        if (!name_char((unsigned char)f[0][i])) return embd_fail(err, errlen, "name may only hold A-Z a-z 0-9 _ . @ -");
     memcpy(e->p.name, f[0], fl[0]);
     /* Error messages never quote the key: they end up in logs. */
     if (fl[1] > 7 && !memcmp(f[1], "sha256:", 7)) {
-        if (hex32(f[1] + 7, fl[1] - 7, e->digest)) return failf(err, errlen, "sha256: needs 64 hex digits");
+        if (hex32(f[1] + 7, fl[1] - 7, e->digest)) return embd_fail(err, errlen, "sha256: needs 64 hex digits");
     } else {
         if (fl[1] < KEY_MIN || fl[1] > KEY_MAX)
-            return failf(err, errlen, "key must be %d-%d characters (or sha256:<hex>)", KEY_MIN, KEY_MAX);
+            return embd_fail(err, errlen, "key must be %d-%d characters (or sha256:<hex>)", KEY_MIN, KEY_MAX);
         if (!token68(f[1], fl[1]))
-            return failf(err, errlen, "key may only hold A-Z a-z 0-9 - . _ ~ + / and trailing =");
+            return embd_fail(err, errlen, "key may only hold A-Z a-z 0-9 - . _ ~ + / and trailing =");
         sha256(f[1], fl[1], e->digest);
     }
     e->p.scopes = embd_scopes_parse(f[2], fl[2]);
     if (!e->p.scopes)
-        return failf(err, errlen, "scopes must be '*' or a comma-separated list of %s",
+        return embd_fail(err, errlen, "scopes must be '*' or a comma-separated list of %s",
                      "embed,rerank,jobs,collections,admin");
     for (size_t i = 3; i < nf; i++)
         if (parse_limit(f[i], fl[i], &e->p))
-            return failf(err, errlen, "expected rps=N or tpm=N, got '%.*s'", (int)(fl[i] > 40 ? 40 : fl[i]), f[i]);
+            return embd_fail(err, errlen, "expected rps=N or tpm=N, got '%.*s'", (int)(fl[i] > 40 ? 40 : fl[i]), f[i]);
     return 0;
 }
 
 embd_keyset *embd_keyset_parse(const char *text, size_t len, char *err, size_t errlen) {
     embd_keyset *ks = calloc(1, sizeof *ks);
-    if (!ks) return failf(err, errlen, "out of memory"), NULL;
+    if (!ks) return embd_fail(err, errlen, "out of memory"), NULL;
     int line_no = 0;
     for (size_t i = 0; i < len;) {
         size_t j = i;
@@ -226,7 +198,7 @@ embd_keyset *embd_keyset_parse(const char *text, size_t len, char *err, size_t e
         const char *hash = memchr(line, '#', ll);
         if (hash) ll = (size_t)(hash - line);
         if (memchr(line, 0, ll)) {
-            failf(err, errlen, "line %d: NUL byte", line_no);
+            embd_fail(err, errlen, "line %d: NUL byte", line_no);
             goto fail;
         }
         size_t k = 0;
@@ -235,16 +207,16 @@ embd_keyset *embd_keyset_parse(const char *text, size_t len, char *err, size_t e
         key_entry e;
         char why[160];
         if (parse_key_line(line, ll, &e, why, sizeof why)) {
-            failf(err, errlen, "line %d: %s", line_no, why);
+            embd_fail(err, errlen, "line %d: %s", line_no, why);
             goto fail;
         }
         for (size_t m = 0; m < ks->n; m++) {
             if (!strcmp(ks->k[m].p.name, e.p.name)) {
-                failf(err, errlen, "line %d: duplicate name '%s'", line_no, e.p.name);
+                embd_fail(err, errlen, "line %d: duplicate name '%s'", line_no, e.p.name);
                 goto fail;
             }
             if (!memcmp(ks->k[m].digest, e.digest, 32)) {
-                failf(err, errlen, "line %d: same key as '%s'", line_no, ks->k[m].p.name);
+                embd_fail(err, errlen, "line %d: same key as '%s'", line_no, ks->k[m].p.name);
                 goto fail;
             }
         }
@@ -252,7 +224,7 @@ embd_keyset *embd_keyset_parse(const char *text, size_t len, char *err, size_t e
             size_t cap = ks->cap ? ks->cap * 2 : 8;
             key_entry *nk = realloc(ks->k, cap * sizeof *nk);
             if (!nk) {
-                failf(err, errlen, "out of memory");
+                embd_fail(err, errlen, "out of memory");
                 goto fail;
             }
             ks->k = nk, ks->cap = cap;
@@ -260,7 +232,7 @@ embd_keyset *embd_keyset_parse(const char *text, size_t len, char *err, size_t e
         ks->k[ks->n++] = e;
     }
     if (ks->n == 0) {
-        failf(err, errlen, "no keys (one per line: NAME KEY SCOPES [rps=N] [tpm=N])");
+        embd_fail(err, errlen, "no keys (one per line: NAME KEY SCOPES [rps=N] [tpm=N])");
         goto fail;
     }
     return ks;
@@ -271,13 +243,13 @@ fail:
 
 embd_keyset *embd_keyset_load(const char *path, char *err, size_t errlen) {
     size_t len = 0;
-    char *text = read_file(path, KEYS_FILE_MAX, &len, err, errlen);
+    char *text = embd_read_file(path, KEYS_FILE_MAX, &len, err, errlen);
     if (!text) return NULL;
     char why[256];
     embd_keyset *ks = embd_keyset_parse(text, len, why, sizeof why);
     OPENSSL_cleanse(text, len); /* it may hold plain keys */
     free(text);
-    if (!ks) failf(err, errlen, "keys file %s: %s", path, why);
+    if (!ks) embd_fail(err, errlen, "keys file %s: %s", path, why);
     return ks;
 }
 
@@ -446,13 +418,13 @@ struct embd_auth {
 
 static unsigned char *load_secret(const char *path, size_t *len, char *err, size_t errlen) {
     size_t n = 0;
-    char *s = read_file(path, SECRET_MAX, &n, err, errlen);
+    char *s = embd_read_file(path, SECRET_MAX, &n, err, errlen);
     if (!s) return NULL;
     while (n && isspace((unsigned char)s[n - 1])) n--; /* `openssl rand -hex 32 > f` ends in \n */
     if (n < SECRET_MIN) {
         OPENSSL_cleanse(s, n);
         free(s);
-        failf(err, errlen, "HMAC secret file %s: shorter than %d bytes", path, SECRET_MIN);
+        embd_fail(err, errlen, "HMAC secret file %s: shorter than %d bytes", path, SECRET_MIN);
         return NULL;
     }
     *len = n;
@@ -462,12 +434,12 @@ static unsigned char *load_secret(const char *path, size_t *len, char *err, size
 embd_auth *embd_auth_new(const embd_auth_opts *o, char *err, size_t errlen) {
     bool keys = o->api_keys_file && *o->api_keys_file, hmac = o->hmac_secret_file && *o->hmac_secret_file;
     if (!keys && !hmac && !o->insecure)
-        return failf(err, errlen,
+        return embd_fail(err, errlen,
                      "refusing to start without authentication: give --api-keys-file or --hmac-secret-file, "
                      "or --insecure (EMBD_INSECURE=1) to serve without"),
                NULL;
     embd_auth *a = calloc(1, sizeof *a);
-    if (!a) return failf(err, errlen, "out of memory"), NULL;
+    if (!a) return embd_fail(err, errlen, "out of memory"), NULL;
     a->o = *o;
     pthread_rwlock_init(&a->lock, NULL);
     if (keys && !(a->keys = embd_keyset_load(o->api_keys_file, err, errlen))) goto fail;
@@ -475,7 +447,7 @@ embd_auth *embd_auth_new(const embd_auth_opts *o, char *err, size_t errlen) {
     if (hmac) {
         if (!(a->secret = load_secret(o->hmac_secret_file, &a->secret_len, err, errlen))) goto fail;
         if (!(a->replay = embd_replay_new(o->replay_cache_max))) {
-            failf(err, errlen, "out of memory for the replay cache");
+            embd_fail(err, errlen, "out of memory for the replay cache");
             goto fail;
         }
     }
@@ -498,7 +470,7 @@ void embd_auth_free(embd_auth *a) {
 }
 
 int embd_auth_reload(embd_auth *a, char *err, size_t errlen) {
-    if (!a->keys_on) return failf(err, errlen, "no --api-keys-file to reload");
+    if (!a->keys_on) return embd_fail(err, errlen, "no --api-keys-file to reload");
     embd_keyset *ks = embd_keyset_load(a->o.api_keys_file, err, errlen);
     if (!ks) return -1;
     pthread_rwlock_wrlock(&a->lock);

@@ -1,7 +1,9 @@
 #include "util/sys.h"
 
+#include <errno.h>
 #include <sched.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,4 +81,42 @@ int embd_cpu_times(unsigned long long *busy, unsigned long long *total) {
     for (int i = 0; i < 8; i++) *total += v[i];
     *busy = *total - v[3] - v[4]; /* minus idle and iowait */
     return 0;
+}
+
+char *embd_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        embd_fail(err, errlen, "cannot open %s: %s", path, strerror(errno));
+        return NULL;
+    }
+    char *buf = NULL;
+    size_t n = 0, cap = 0;
+    bool oom = false, bad = false;
+    for (;;) { /* read up to max + 1 bytes: one more than allowed says "too large" */
+        if (n == cap) {
+            cap = cap ? 2 * cap : 65536;
+            if (cap > max + 1) cap = max + 1;
+            char *nb = cap > n ? realloc(buf, cap + 1) : NULL;
+            if (!nb) {
+                oom = cap > n;
+                break;
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + n, 1, cap - n, f);
+        n += r;
+        if (r == 0) {
+            bad = ferror(f);
+            break;
+        }
+    }
+    fclose(f);
+    if (oom || bad || n > max) {
+        free(buf);
+        embd_fail(err, errlen, "cannot read %s: %s", path, oom ? "out of memory" : bad ? "read error" : "file too large");
+        return NULL;
+    }
+    buf[n] = 0;
+    *len = n;
+    return buf;
 }

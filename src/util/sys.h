@@ -9,6 +9,10 @@ double embd_now(void);              /* monotonic seconds */
 size_t embd_peak_rss_bytes(void);   /* VmHWM of this process, 0 if unknown */
 size_t embd_rss_bytes(void);        /* VmRSS of this process, 0 if unknown */
 int embd_cpu_count(void);           /* CPUs this process may run on (affinity, cgroup quota) */
+/* The whole file, NUL-terminated (*len bytes before the NUL), if it has at most max bytes; else
+ * NULL with err ("cannot open PATH: why", "cannot read PATH: out of memory|read error|file too
+ * large"; err may be NULL). max < SIZE_MAX. */
+char *embd_read_file(const char *path, size_t max, size_t *len, char *err, size_t errlen);
 /* Jiffies the machine's CPUs spent busy and in all since boot (/proc/stat); -1 if unreadable. */
 int embd_cpu_times(unsigned long long *busy, unsigned long long *total);
 
