@@ -29,7 +29,7 @@ static int by_len_desc(const void *a, const void *b) {
     return x->index < y->index ? -1 : x->index > y->index; /* stable: same batches for same input */
 }
 
-static void l2_normalize(float *v, int n) {
+void embd_l2_normalize(float *v, int n) {
     double s = 0;
     for (int i = 0; i < n; i++) s += (double)v[i] * v[i];
     if (s <= 0) return;
@@ -79,7 +79,7 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
             size_t idx = seqs[i + b].index;
             if (rc == 0) {
                 memcpy(out + idx * H, tmp + b * H, (size_t)H * sizeof *out);
-                if (normalize) l2_normalize(out + idx * H, H);
+                if (normalize) embd_l2_normalize(out + idx * H, H);
             } else {
                 res[idx].status = EMBD_ITEM_FAILED;
                 snprintf(res[idx].message, sizeof res[idx].message, "inference failed: %.100s", e2);

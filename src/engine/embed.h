@@ -24,6 +24,8 @@ typedef struct {
 } embd_opts;
 
 void embd_opts_default(embd_opts *o);
+/* Scales v to unit length (a zero vector stays zero). */
+void embd_l2_normalize(float *v, int n);
 
 enum {
     EMBD_ITEM_OK = 0,

@@ -70,6 +70,21 @@ void embd_sched_opts_default(embd_sched_opts *o) {
     o->pooling = EMBD_POOL_UNSPECIFIED;
 }
 
+void embd_job_waiter_done(embd_job *job, void *waiter) {
+    (void)job;
+    embd_job_waiter *w = waiter;
+    pthread_mutex_lock(&w->mu);
+    w->done = true;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void embd_job_waiter_wait(embd_job_waiter *w) {
+    pthread_mutex_lock(&w->mu);
+    while (!w->done) pthread_cond_wait(&w->cv, &w->mu);
+    pthread_mutex_unlock(&w->mu);
+}
+
 embd_job *embd_job_new(size_t n, int n_embd, double deadline, embd_job_done_fn done, embd_job_alive_fn alive,
                        void *ud) {
     embd_job *j = calloc(1, sizeof *j);

@@ -4,6 +4,7 @@
 #ifndef EMBD_SCHED_H
 #define EMBD_SCHED_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -40,6 +41,18 @@ typedef struct embd_job embd_job;
 typedef void (*embd_job_done_fn)(embd_job *job, void *ud);
 /* Polled by the scheduler for queued jobs: false means the client is gone. May be NULL. */
 typedef bool (*embd_job_alive_fn)(void *ud);
+
+/* For a caller that blocks until its job finishes: pass embd_job_waiter_done as the job's done
+ * callback with the waiter as ud, then embd_job_waiter_wait. */
+typedef struct {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    bool done;
+} embd_job_waiter;
+
+#define EMBD_JOB_WAITER_INIT {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER, .done = false}
+void embd_job_waiter_done(embd_job *job, void *waiter);
+void embd_job_waiter_wait(embd_job_waiter *w);
 
 /* A job owns copies of n token sequences. deadline is absolute (embd_now() clock), 0 for none. */
 embd_job *embd_job_new(size_t n, int n_embd, double deadline, embd_job_done_fn done, embd_job_alive_fn alive,

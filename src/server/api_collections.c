@@ -1,6 +1,5 @@
 #include "server/api_collections.h"
 
-#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,38 +27,12 @@ struct embd_coll_api {
 
 /* ---- embedding through the scheduler ------------------------------------------------------- */
 
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-} waiter;
-
-static void on_done(embd_job *job, void *ud) {
-    (void)job;
-    waiter *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
-
-static void l2_normalize(float *v, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++) s += (double)v[i] * v[i];
-    if (s > 0) {
-        float inv = (float)(1.0 / sqrt(s));
-        for (int i = 0; i < n; i++) v[i] *= inv;
-    }
-}
-
 /* One job of n texts, waited for; a full queue is retried until the deadline. */
 static int embed_job(embd_coll_api *a, const char *const *texts, const size_t *lens, size_t n, float *out,
                      double deadline, char *err, size_t errlen) {
     const int H = a->model->info.n_embd;
-    waiter w = {.done = false};
-    pthread_mutex_init(&w.mu, NULL);
-    pthread_cond_init(&w.cv, NULL);
-    embd_job *job = embd_job_new(n, H, deadline, on_done, NULL, &w);
+    embd_job_waiter w = EMBD_JOB_WAITER_INIT;
+    embd_job *job = embd_job_new(n, H, deadline, embd_job_waiter_done, NULL, &w);
     int rc = job ? 0 : embd_fail(err, errlen, "out of memory");
     for (size_t i = 0; i < n && !rc; i++) {
         embd_tokens tk = {0};
@@ -85,9 +58,7 @@ static int embed_job(embd_coll_api *a, const char *const *texts, const size_t *l
     if (!rc && sub == EMBD_SUBMIT_TOO_BIG) rc = 1; /* the caller splits */
     else if (!rc && sub != EMBD_SUBMIT_OK) rc = embd_fail(err, errlen, "the server is shutting down");
     if (!rc) {
-        pthread_mutex_lock(&w.mu);
-        while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-        pthread_mutex_unlock(&w.mu);
+        embd_job_waiter_wait(&w);
         embd_job_state st = embd_job_state_get(job);
         if (st != EMBD_JOB_DONE)
             rc = embd_fail(err, errlen, "%s",
@@ -99,12 +70,10 @@ static int embed_job(embd_coll_api *a, const char *const *texts, const size_t *l
                 break;
             }
             memcpy(out + i * (size_t)H, embd_job_vector(job, i), (size_t)H * sizeof *out);
-            l2_normalize(out + i * (size_t)H, H);
+            embd_l2_normalize(out + i * (size_t)H, H);
         }
     }
     if (job) embd_job_release(a->sched, job);
-    pthread_cond_destroy(&w.cv);
-    pthread_mutex_destroy(&w.mu);
     return rc;
 }
 

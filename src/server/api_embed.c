@@ -1,5 +1,4 @@
 /* Embedding requests: OpenAI /v1/embeddings, TEI /embed and the ingest-worker chunk shape. */
-#include <math.h>
 #include <stdarg.h>
 #include <openssl/evp.h>
 #include <stdio.h>
@@ -7,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "engine/embed.h"
 #include "server/api.h"
 
 void embd_embed_req_free(embd_embed_req *r) {
@@ -319,10 +319,8 @@ long embd_api_embed_tokenize(embd_embed_req *r, const embd_tokenizer *tok, int n
 /* The vector a client sees: the first `dims` values, renormalised when asked. */
 static void finish_vector(const float *raw, int n_embd, int dims, bool normalize, float *out) {
     int d = dims > 0 && dims < n_embd ? dims : n_embd;
-    double s = 0;
-    for (int k = 0; k < d; k++) s += (double)raw[k] * raw[k];
-    float inv = normalize && s > 0 ? (float)(1.0 / sqrt(s)) : 1.0f;
-    for (int k = 0; k < d; k++) out[k] = raw[k] * inv;
+    memcpy(out, raw, (size_t)d * sizeof *out);
+    if (normalize) embd_l2_normalize(out, d);
 }
 
 static json_t *float_array(const float *v, int d) {

@@ -1,5 +1,4 @@
 /* The server's job runner: spool jobs through the shared scheduler, one chunk at a time. */
-#include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -11,21 +10,6 @@
 #include "queue/job.h"
 #include "server/jobs_internal.h"
 #include "util/sys.h"
-
-typedef struct {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool done;
-} waiter;
-
-static void chunk_done(embd_job *job, void *ud) {
-    (void)job;
-    waiter *w = ud;
-    pthread_mutex_lock(&w->mu);
-    w->done = true;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-}
 
 /* Tokenizes as the HTTP API does (right truncation to the context), so a job's vectors are the
  * ones /v1/embeddings gives for the same texts. */
@@ -41,7 +25,7 @@ static int sched_embed(void *ud, const char *const *texts, const size_t *lens, s
     size_t k = 0;
     int rc = -1;
     embd_job *job = NULL;
-    waiter w = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
+    embd_job_waiter w = EMBD_JOB_WAITER_INIT;
     if (!map || !trunc || !ids || !idl) {
         embd_fail(err, errlen, "out of memory");
         goto out;
@@ -75,7 +59,7 @@ static int sched_embed(void *ud, const char *const *texts, const size_t *lens, s
         rc = 0;
         goto out;
     }
-    job = embd_job_new(k, H, 0, chunk_done, NULL, &w);
+    job = embd_job_new(k, H, 0, embd_job_waiter_done, NULL, &w);
     if (!job) {
         embd_fail(err, errlen, "out of memory");
         goto out;
@@ -95,9 +79,7 @@ static int sched_embed(void *ud, const char *const *texts, const size_t *lens, s
         }
         usleep(retry > 0 && retry < 0.5 ? (useconds_t)(retry * 1e6) : 50000);
     }
-    pthread_mutex_lock(&w.mu);
-    while (!w.done) pthread_cond_wait(&w.cv, &w.mu);
-    pthread_mutex_unlock(&w.mu);
+    embd_job_waiter_wait(&w);
     if (embd_job_state_get(job) != EMBD_JOB_DONE) {
         embd_fail(err, errlen, "the scheduler stopped before the chunk ran");
         goto out;
@@ -108,12 +90,9 @@ static int sched_embed(void *ud, const char *const *texts, const size_t *lens, s
         *r = *it;
         r->truncated = trunc[i];
         if (it->status != EMBD_ITEM_OK) continue;
-        const float *v = embd_job_vector(job, i);
         float *dst = out + map[i] * (size_t)H;
-        double ss = 0;
-        for (int d = 0; d < H; d++) ss += (double)v[d] * v[d];
-        float inv = o->normalize && ss > 0 ? (float)(1.0 / sqrt(ss)) : 1.0f; /* as the API's finish_vector */
-        for (int d = 0; d < H; d++) dst[d] = v[d] * inv;
+        memcpy(dst, embd_job_vector(job, i), (size_t)H * sizeof *dst);
+        if (o->normalize) embd_l2_normalize(dst, H); /* as the API's finish_vector */
     }
     rc = 0;
 out:
