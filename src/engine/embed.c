@@ -60,7 +60,7 @@ static int run_sequences(embd_encoder *enc, const embd_model_info *hp, seq *seqs
     }
     size_t done_items = 0, done_tokens = 0;
     /* the attention cap bounds host memory; a GPU's passes are bounded by its own governor */
-    const size_t attn_cap = strcmp(embd_encoder_device(enc), "cpu") && o->attn_bytes < ((size_t)1 << 30)
+    const size_t attn_cap = embd_encoder_on_gpu(enc) && o->attn_bytes < ((size_t)1 << 30)
                                 ? (size_t)1 << 30 : o->attn_bytes;
     for (size_t i = 0; i < ns;) {
         /* Sorted descending, so the first sequence sets the padded length of the batch. */

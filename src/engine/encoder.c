@@ -142,6 +142,7 @@ void embd_encoder_get_stats(const embd_encoder *e, embd_encoder_stats *st) {
 }
 
 const char *embd_encoder_device(const embd_encoder *e) { return e->gpu ? e->m->dev.name : "cpu"; }
+bool embd_encoder_on_gpu(const embd_encoder *e) { return e->gpu; }
 
 void embd_encoder_free(embd_encoder *e) {
     if (!e) return;

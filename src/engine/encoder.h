@@ -4,6 +4,7 @@
 #ifndef EMBD_ENCODER_H
 #define EMBD_ENCODER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -16,6 +17,7 @@ void embd_encoder_free(embd_encoder *e);
 int embd_encoder_threads(const embd_encoder *e);
 void embd_encoder_set_threads(embd_encoder *e, int n); /* between passes; n >= 1 */
 const char *embd_encoder_device(const embd_encoder *e); /* "cpu" or "cuda:N" */
+bool embd_encoder_on_gpu(const embd_encoder *e);
 
 typedef struct {
     uint64_t splits;        /* passes split in halves because device memory would not hold them */

@@ -262,6 +262,16 @@ static int spawn(embd_sup *s, wslot *w, char *err, size_t errlen) {
     return embd_fail(err, errlen, "worker %d failed to start: %s%s%s", w->index, e, detail[0] ? "; " : "", detail);
 }
 
+/* SHUTDOWN, then no more writes: the worker exits after its batch (reap() waits for it). */
+static void ask_to_exit(wslot *w) {
+    embd_proto_buf b = {0};
+    char e[128];
+    embd_proto_put_empty(&b, EMBD_MSG_SHUTDOWN);
+    embd_proto_write(w->fd, &b, e, sizeof e);
+    embd_proto_buf_free(&b);
+    shutdown(w->fd, SHUT_WR);
+}
+
 static void emergency_gauge(embd_sup *s, int on) {
     if (s->o.metrics)
         embd_metrics_gauge(s->o.metrics, "embd_emergency_mode",
@@ -583,12 +593,8 @@ static void *scaler_main(void *arg) {
             atomic_store(&s->n_active, n);
             pthread_mutex_lock(&w->run_mu); /* a batch it already took finishes first */
             if (w->pid > 0) {
-                embd_proto_buf b = {0};
-                char e[128], cause[32] = "scale_down", detail[256] = "";
-                embd_proto_put_empty(&b, EMBD_MSG_SHUTDOWN);
-                embd_proto_write(w->fd, &b, e, sizeof e);
-                embd_proto_buf_free(&b);
-                shutdown(w->fd, SHUT_WR);
+                char cause[32] = "scale_down", detail[256] = "";
+                ask_to_exit(w);
                 reap(s, w, false, 5, cause, sizeof cause, detail, sizeof detail);
             }
             pthread_mutex_unlock(&w->run_mu);
@@ -727,13 +733,7 @@ void embd_sup_free(embd_sup *s) {
     if (s->scaler_started) pthread_join(s->scaler, NULL);
     for (int i = 0; i < s->o.workers; i++) { /* all first, so that they exit in parallel */
         wslot *w = &s->w[i];
-        if (w->pid <= 0) continue;
-        embd_proto_buf b = {0};
-        char e[128];
-        embd_proto_put_empty(&b, EMBD_MSG_SHUTDOWN);
-        embd_proto_write(w->fd, &b, e, sizeof e);
-        embd_proto_buf_free(&b);
-        shutdown(w->fd, SHUT_WR);
+        if (w->pid > 0) ask_to_exit(w);
     }
     for (int i = 0; i < s->o.workers; i++) {
         wslot *w = &s->w[i];

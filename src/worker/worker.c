@@ -239,7 +239,7 @@ int embd_worker_main(int argc, char **argv) {
         embd_encoder_stats st;
         embd_encoder_get_stats(enc, &st);
         /* GPU workers report every batch (memory in use); CPU ones only splits and fallbacks */
-        if (strcmp(embd_encoder_device(enc), "cpu") || st.splits != last.splits || st.cpu_fallbacks != last.cpu_fallbacks) {
+        if (embd_encoder_on_gpu(enc) || st.splits != last.splits || st.cpu_fallbacks != last.cpu_fallbacks) {
             embd_proto_devstat d = {.splits = st.splits - last.splits, .cpu_fallbacks = st.cpu_fallbacks - last.cpu_fallbacks,
                                     .weight_bytes = st.weight_bytes, .compute_bytes = st.compute_bytes};
             last = st;
