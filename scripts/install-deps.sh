@@ -7,6 +7,7 @@ PKGS=(
   libjansson-dev libutf8proc-dev libmicrohttpd-dev libssl-dev libcurl4-openssl-dev libsqlite3-dev libfaiss-dev libblas-dev liblapack-dev
   python3 python3-numpy python3-yaml ca-certificates
   libhiredis-dev redis-server
+  libjpeg-dev libpng-dev libwebp-dev python3-pil
 )
 # Node.js (for npm pack and the reference tokenizer): Debian's only when none is installed,
 # so a newer nodesource install is not replaced.
