@@ -93,6 +93,11 @@ typedef struct {
     const char *message;
 } embd_item_result;
 
+/* A vector as a JSON array of numbers, or as base64 of little-endian float32 (OpenAI's
+ * encoding_format "base64"); NULL when out of memory. */
+json_t *embd_api_float_array(const float *v, int d);
+json_t *embd_api_base64_floats(const float *v, int d);
+
 /* Builds the response body (malloc'd) for a request whose items all ran. For OpenAI and TEI a
  * failed item fails the request: returns NULL with e set (the item's index in it). */
 char *embd_api_embed_response(const embd_embed_req *r, const embd_item_result *items, int n_embd,

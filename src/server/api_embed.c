@@ -323,13 +323,13 @@ static void finish_vector(const float *raw, int n_embd, int dims, bool normalize
     if (normalize) embd_l2_normalize(out, d);
 }
 
-static json_t *float_array(const float *v, int d) {
+json_t *embd_api_float_array(const float *v, int d) {
     json_t *a = json_array();
     for (int k = 0; k < d && a; k++) json_array_append_new(a, json_real(v[k]));
     return a;
 }
 
-static json_t *base64_of(const float *v, int d) {
+json_t *embd_api_base64_floats(const float *v, int d) {
     size_t n = (size_t)d * sizeof(float); /* little-endian float32, as OpenAI's clients decode it */
     char *b = malloc(4 * ((n + 2) / 3) + 1);
     if (!b) return NULL;
@@ -360,7 +360,7 @@ char *embd_api_embed_response(const embd_embed_req *r, const embd_item_result *i
         size_t tokens = 0;
         for (size_t i = 0; i < r->n && data; i++) {
             finish_vector(items[i].vec, n_embd, d, r->normalize, v);
-            json_t *emb = r->base64 ? base64_of(v, d) : float_array(v, d);
+            json_t *emb = r->base64 ? embd_api_base64_floats(v, d) : embd_api_float_array(v, d);
             json_array_append_new(data, json_pack("{s:s, s:I, s:o*}", "object", "embedding", "index", (json_int_t)i,
                                                   "embedding", emb));
             tokens += (size_t)items[i].n_tokens;
@@ -371,7 +371,7 @@ char *embd_api_embed_response(const embd_embed_req *r, const embd_item_result *i
         root = json_array();
         for (size_t i = 0; i < r->n && root; i++) {
             finish_vector(items[i].vec, n_embd, d, r->normalize, v);
-            json_array_append_new(root, float_array(v, d));
+            json_array_append_new(root, embd_api_float_array(v, d));
         }
     } else {
         json_t *embs = json_array(), *errs = json_array();
@@ -379,7 +379,7 @@ char *embd_api_embed_response(const embd_embed_req *r, const embd_item_result *i
             json_t *cid = r->chunk_id[i] ? json_incref(r->chunk_id[i]) : json_null();
             if (items[i].ok) {
                 finish_vector(items[i].vec, n_embd, d, r->normalize, v);
-                json_array_append_new(embs, json_pack("{s:o, s:o*}", "chunk_id", cid, "embedding", float_array(v, d)));
+                json_array_append_new(embs, json_pack("{s:o, s:o*}", "chunk_id", cid, "embedding", embd_api_float_array(v, d)));
             } else {
                 const char *msg = r->item_error[i] ? r->item_error[i] : items[i].message;
                 json_array_append_new(errs, json_pack("{s:o, s:s}", "chunk_id", cid, "error", msg ? msg : "failed"));

@@ -1,0 +1,204 @@
+/* See clip_run.h. */
+#include "server/clip_run.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct embd_clip_runner {
+    embd_clip *clip;
+    embd_clip_run_opts o;
+    pthread_mutex_t mu; /* the model: one pass at a time */
+    embd_clip_run_stats st;
+};
+
+embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts *o) {
+    embd_clip_runner *x = calloc(1, sizeof *x);
+    if (!x) return NULL;
+    x->clip = clip;
+    x->o = *o;
+    pthread_mutex_init(&x->mu, NULL);
+    return x;
+}
+
+void embd_clip_runner_free(embd_clip_runner *x) {
+    if (!x) return;
+    pthread_mutex_destroy(&x->mu);
+    free(x);
+}
+
+void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st) {
+    pthread_mutex_lock(&x->mu);
+    *st = x->st;
+    pthread_mutex_unlock(&x->mu);
+}
+
+static void set_err(embd_clip_result *r, int status, const char *type, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void set_err(embd_clip_result *r, int status, const char *type, const char *fmt, ...) {
+    r->ok = false;
+    r->status = status;
+    r->type = type;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r->message, sizeof r->message, fmt, ap);
+    va_end(ap);
+}
+
+/* Phase 1 for images: bytes (downloaded or inline) -> pixels of the k-th good image. */
+static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *pixels,
+                          size_t *img_of, size_t *n_img) {
+    embd_fetch_item *fi = calloc(r->n, sizeof *fi);
+    size_t *fetch_of = calloc(r->n, sizeof *fetch_of), nf = 0;
+    if (!fi || !fetch_of) {
+        for (size_t i = 0; i < r->n; i++)
+            if (r->items[i].kind != EMBD_CITEM_TEXT) set_err(&res[i], 503, "out_of_memory", "out of memory");
+        free(fi), free(fetch_of);
+        return;
+    }
+    for (size_t i = 0; i < r->n; i++) {
+        const embd_clip_item *it = &r->items[i];
+        if (it->kind == EMBD_CITEM_TEXT) continue;
+        if (it->bad) set_err(&res[i], 422, "invalid_image", "%s", it->bad);
+        else if (it->kind == EMBD_CITEM_URL) fetch_of[nf] = i, fi[nf++].url = it->s;
+    }
+    if (nf) embd_fetch_all(fi, nf, &x->o.fetch);
+    for (size_t k = 0; k < nf; k++)
+        if (fi[k].error[0]) set_err(&res[fetch_of[k]], 422, "download_failed", "%s", fi[k].error);
+
+    const embd_clip_info *ci = embd_clip_get_info(x->clip);
+    embd_image_prep prep;
+    embd_clip_image_prep(x->clip, &prep);
+    const size_t per = 3 * (size_t)ci->image_size * (size_t)ci->image_size;
+    embd_image_limits lim = {.max_pixels = x->o.max_pixels};
+    size_t f = 0;
+    *n_img = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const embd_clip_item *it = &r->items[i];
+        if (it->kind == EMBD_CITEM_TEXT || it->bad) continue;
+        const uint8_t *data = NULL;
+        size_t len = 0;
+        uint8_t *owned = NULL;
+        char err[256] = "";
+        if (it->kind == EMBD_CITEM_URL) {
+            while (fetch_of[f] != i) f++;
+            if (fi[f].error[0]) continue;
+            data = fi[f].data, len = fi[f].len;
+        } else if (embd_image_source_decode(it->s, it->len, &owned, &len, err, sizeof err)) {
+            set_err(&res[i], 422, "invalid_image", "%s", err);
+            continue;
+        } else {
+            data = owned;
+        }
+        embd_image im = {0};
+        int h = 0, w = 0;
+        if (embd_image_decode(data, len, &lim, &im, err, sizeof err)) {
+            set_err(&res[i], 422, "invalid_image", "%s", err);
+        } else if (embd_image_prep_size(&im, &prep, &h, &w), h != ci->image_size || w != ci->image_size) {
+            set_err(&res[i], 500, "internal", "preprocessing gave %dx%d, the model takes %dx%d", w, h, ci->image_size,
+                    ci->image_size);
+        } else if (embd_image_preprocess(&im, &prep, pixels + *n_img * per, err, sizeof err)) {
+            set_err(&res[i], 503, "out_of_memory", "%s", err);
+        } else {
+            img_of[(*n_img)++] = i;
+        }
+        embd_image_free(&im);
+        free(owned);
+    }
+    for (size_t k = 0; k < nf; k++) embd_fetch_item_clear(&fi[k]);
+    free(fi), free(fetch_of);
+}
+
+/* Texts -> token ids of the k-th good text. */
+static void gather_texts(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, int32_t **ids, int *lens,
+                         size_t *txt_of, size_t *n_txt) {
+    const embd_tokenizer *tok = embd_clip_tokenizer(x->clip);
+    const int ctx = embd_clip_get_info(x->clip)->text_ctx;
+    embd_tokens tk = {0};
+    *n_txt = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        const embd_clip_item *it = &r->items[i];
+        if (it->kind != EMBD_CITEM_TEXT) continue;
+        size_t bad = 0;
+        int rc = embd_tokenizer_encode(tok, it->s, it->len, x->o.truncate ? (size_t)ctx : 0, &tk, &bad);
+        if (rc == EMBD_TOK_EUTF8) {
+            set_err(&res[i], 422, "invalid_utf8", "input %zu is not valid UTF-8 (byte %zu)", i, bad);
+            continue;
+        }
+        if (rc != EMBD_TOK_OK) {
+            set_err(&res[i], 503, "out_of_memory", "out of memory while tokenizing");
+            continue;
+        }
+        if (tk.n > (size_t)ctx) {
+            set_err(&res[i], 413, "input_too_long", "input %zu has %zu tokens, more than the limit of %d (truncation is off)",
+                    i, tk.n, ctx);
+            continue;
+        }
+        int32_t *copy = malloc(tk.n * sizeof *copy);
+        if (!copy) {
+            set_err(&res[i], 503, "out_of_memory", "out of memory while tokenizing");
+            continue;
+        }
+        memcpy(copy, tk.ids, tk.n * sizeof *copy);
+        res[i].n_tokens = (int)tk.n;
+        ids[*n_txt] = copy;
+        lens[*n_txt] = (int)tk.n;
+        txt_of[(*n_txt)++] = i;
+    }
+    embd_tokens_free(&tk);
+}
+
+int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *vecs, embd_api_error *e) {
+    const embd_clip_info *ci = embd_clip_get_info(x->clip);
+    const size_t dim = (size_t)ci->dim, n = r->n, per = 3 * (size_t)ci->image_size * (size_t)ci->image_size;
+    size_t n_img_items = 0;
+    for (size_t i = 0; i < n; i++) {
+        res[i] = (embd_clip_result){.ok = false};
+        n_img_items += r->items[i].kind != EMBD_CITEM_TEXT;
+    }
+    float *pixels = n_img_items ? malloc(n_img_items * per * sizeof *pixels) : NULL;
+    float *out = malloc(n * dim * sizeof *out);
+    size_t *img_of = calloc(n, sizeof *img_of), *txt_of = calloc(n, sizeof *txt_of);
+    int32_t **ids = calloc(n, sizeof *ids);
+    int *lens = calloc(n, sizeof *lens);
+    int rc = 0;
+    size_t n_img = 0, n_txt = 0;
+    if ((n_img_items && !pixels) || !out || !img_of || !txt_of || !ids || !lens) {
+        rc = embd_api_fail(e, 503, "out_of_memory", -1, "out of memory");
+        goto done;
+    }
+    if (n_img_items) gather_images(x, r, res, pixels, img_of, &n_img);
+    gather_texts(x, r, res, ids, lens, txt_of, &n_txt);
+
+    char err[256] = "";
+    pthread_mutex_lock(&x->mu);
+    if (n_img && embd_clip_encode_images(x->clip, pixels, (int)n_img, out, err, sizeof err)) rc = -1;
+    if (!rc && n_txt &&
+        embd_clip_encode_texts(x->clip, (const int32_t *const *)ids, lens, (int)n_txt, out + n_img * dim, err, sizeof err))
+        rc = -1;
+    x->st.images += n_img;
+    x->st.image_errors += n_img_items - n_img;
+    x->st.texts += n_txt;
+    x->st.passes += (n_img > 0) + (n_txt > 0);
+    pthread_mutex_unlock(&x->mu);
+    if (rc) {
+        embd_api_fail(e, 500, "inference_failed", -1, "inference failed: %s", err);
+        goto done;
+    }
+    for (size_t k = 0; k < n_img; k++) {
+        memcpy(vecs + img_of[k] * dim, out + k * dim, dim * sizeof *vecs);
+        res[img_of[k]].ok = true;
+        res[img_of[k]].vec = vecs + img_of[k] * dim;
+    }
+    for (size_t k = 0; k < n_txt; k++) {
+        memcpy(vecs + txt_of[k] * dim, out + (n_img + k) * dim, dim * sizeof *vecs);
+        res[txt_of[k]].ok = true;
+        res[txt_of[k]].vec = vecs + txt_of[k] * dim;
+    }
+done:
+    for (size_t k = 0; ids && k < n_txt; k++) free(ids[k]);
+    free(pixels), free(out), free(img_of), free(txt_of), free(ids), free(lens);
+    return rc;
+}

@@ -1,0 +1,35 @@
+/* The CLIP request pipeline: phase 1 gathers every image of a request (concurrent downloads,
+ * data URIs), decodes and preprocesses them; phase 2 runs one forward pass per tower for all the
+ * good items under the model's lock. Blocking: the server runs it off its HTTP threads. */
+#ifndef EMBD_CLIP_RUN_H
+#define EMBD_CLIP_RUN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/clip.h"
+#include "image/fetch.h"
+#include "server/api_clip.h"
+
+typedef struct {
+    embd_fetch_opts fetch;
+    size_t max_pixels; /* decoded image size limit (decompression bombs) */
+    bool truncate;     /* texts longer than the context are cut (else 413) */
+} embd_clip_run_opts;
+
+typedef struct embd_clip_runner embd_clip_runner;
+
+typedef struct {
+    uint64_t images, image_errors, texts, passes;
+} embd_clip_run_stats;
+
+embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts *o);
+void embd_clip_runner_free(embd_clip_runner *x);
+void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st);
+
+/* Fills res[0..r->n) (vectors in vecs: r->n * dim floats). Returns 0, or -1 with e when the model
+ * itself failed (every item is then unanswered). */
+int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *vecs, embd_api_error *e);
+
+#endif
