@@ -23,6 +23,7 @@ static_assert(sizeof(idx_t) == sizeof(int64_t), "FAISS ids are passed as int64_t
 struct embd_vindex {
     faiss::IndexIDMap *map;
     embd_vindex_kind kind;
+    int ef_search; // 0: max(64, 2k) per search
 };
 
 namespace {
@@ -68,7 +69,7 @@ embd_vindex *embd_vindex_new(int dim, embd_vindex_kind kind, int hnsw_m, char *e
         }
         auto *map = new faiss::IndexIDMap(sub);
         map->own_fields = true;
-        v = new embd_vindex{map, kind};
+        v = new embd_vindex{map, kind, 0};
         return 0;
     });
     return v;
@@ -120,10 +121,29 @@ int embd_vindex_search(const embd_vindex *v, const float *q, size_t k, float *sc
     return guarded(err, errlen, [&] {
         if (auto *h = dynamic_cast<faiss::IndexHNSW *>(v->map->index))
             // efSearch below k would cap the result count; 64 keeps recall high for small k.
-            h->hnsw.efSearch = (int)std::max<size_t>(64, 2 * k);
+            h->hnsw.efSearch = v->ef_search ? (int)std::max<size_t>((size_t)v->ef_search, k)
+                                            : (int)std::max<size_t>(64, 2 * k);
         v->map->search(1, q, (idx_t)k, scores, reinterpret_cast<idx_t *>(ids));
         return 0;
     });
+}
+
+int embd_vindex_set_ef_construction(embd_vindex *v, int ef_construction, char *err, size_t errlen) {
+    if (ef_construction <= 0) {
+        set_err(err, errlen, "HNSW efConstruction must be positive");
+        return -1;
+    }
+    if (auto *h = dynamic_cast<faiss::IndexHNSW *>(v->map->index)) h->hnsw.efConstruction = ef_construction;
+    return 0;
+}
+
+int embd_vindex_set_ef_search(embd_vindex *v, int ef_search, char *err, size_t errlen) {
+    if (ef_search < 0) {
+        set_err(err, errlen, "HNSW efSearch must not be negative");
+        return -1;
+    }
+    v->ef_search = ef_search;
+    return 0;
 }
 
 int embd_vindex_write(const embd_vindex *v, const char *path, char *err, size_t errlen) {
@@ -179,7 +199,7 @@ embd_vindex *embd_vindex_read(const char *path, char *err, size_t errlen) {
             set_err(err, errlen, "not an embd index file (no id map)");
             return -1;
         }
-        v = new embd_vindex{map, kind_of_index(map->index)};
+        v = new embd_vindex{map, kind_of_index(map->index), 0};
         return 0;
     });
     return v;

@@ -34,6 +34,13 @@ int embd_vindex_remove(embd_vindex *v, size_t n, const int64_t *ids, size_t *rem
 int embd_vindex_search(const embd_vindex *v, const float *q, size_t k, float *scores, int64_t *ids, char *err,
                        size_t errlen);
 
+/* HNSW tuning (flat indexes ignore both). ef_construction: candidate list while inserting, for
+ * vectors added afterwards (default 80; saved with the index). ef_search: candidate list per query
+ * (0: the default, max(64, 2k); raised to k when below it; not saved: a read index has the
+ * default). Returns -1 with a message for a negative value (or ef_construction 0). */
+int embd_vindex_set_ef_construction(embd_vindex *v, int ef_construction, char *err, size_t errlen);
+int embd_vindex_set_ef_search(embd_vindex *v, int ef_search, char *err, size_t errlen);
+
 /* Durable save: written to path.tmp.<pid>, fsynced, renamed over path. */
 int embd_vindex_write(const embd_vindex *v, const char *path, char *err, size_t errlen);
 embd_vindex *embd_vindex_read(const char *path, char *err, size_t errlen);
