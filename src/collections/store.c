@@ -29,6 +29,26 @@ static const char SCHEMA[] =
     " FOREIGN KEY (collection_id, doc_id) REFERENCES documents(collection_id, doc_id) ON DELETE CASCADE);"
     "CREATE INDEX IF NOT EXISTS chunks_by_doc ON chunks(collection_id, doc_id);";
 
+/* Columns added after the first release: added to older databases when they are opened. */
+static const char *const MIGRATIONS[] = {
+    "ALTER TABLE collections ADD COLUMN enrich TEXT", /* enrichment configuration (JSON), NULL: none */
+    "ALTER TABLE chunks ADD COLUMN context TEXT",     /* the chunk's enrichment context, NULL: none */
+};
+
+/* Adds the MIGRATIONS columns that are missing (a "duplicate column" failure means it is there). */
+static int migrate(sqlite3 *db, char *err, size_t errlen) {
+    for (size_t i = 0; i < sizeof MIGRATIONS / sizeof *MIGRATIONS; i++) {
+        char *msg = NULL;
+        if (sqlite3_exec(db, MIGRATIONS[i], NULL, NULL, &msg) != SQLITE_OK && (!msg || !strstr(msg, "duplicate column"))) {
+            embd_fail(err, errlen, "cannot upgrade the schema (%s): %s", MIGRATIONS[i], msg ? msg : "?");
+            sqlite3_free(msg);
+            return -1;
+        }
+        sqlite3_free(msg);
+    }
+    return 0;
+}
+
 /* A loaded, verified index of one collection. */
 typedef struct loaded {
     int64_t coll_id;
@@ -99,6 +119,10 @@ embd_store *embd_store_open(const char *dir, char *err, size_t errlen) {
         sqlite3_exec(s->db, SCHEMA, NULL, NULL, &msg) != SQLITE_OK) {
         embd_fail(err, errlen, "cannot initialise %s: %s", path, msg ? msg : "?");
         sqlite3_free(msg);
+        embd_store_close(s);
+        return NULL;
+    }
+    if (migrate(s->db, err, errlen)) {
         embd_store_close(s);
         return NULL;
     }
@@ -292,7 +316,7 @@ int embd_store_create(embd_store *s, const char *name, const char *model, int di
     int rc = EMBD_STORE_OK;
     if (sqlite3_prepare_v2(s->db,
                            "INSERT INTO collections(name, model, dims, chunk_size, overlap, code_aware, index_kind,"
-                           " created) VALUES (?,?,?,?,?,?,?,?)",
+                           " created, enrich) VALUES (?,?,?,?,?,?,?,?,?)",
                            -1, &st, NULL) != SQLITE_OK) {
         rc = db_fail(s, err, errlen, "create collection");
     } else {
@@ -304,6 +328,8 @@ int embd_store_create(embd_store *s, const char *name, const char *model, int di
         sqlite3_bind_int(st, 6, o->code_aware);
         sqlite3_bind_text(st, 7, kind_name(o->index), -1, SQLITE_STATIC);
         sqlite3_bind_double(st, 8, wall_now());
+        if (o->enrich) sqlite3_bind_text(st, 9, o->enrich, -1, SQLITE_STATIC);
+        else sqlite3_bind_null(st, 9);
         int sr = sqlite3_step(st);
         if (sr == SQLITE_CONSTRAINT) rc = (embd_fail(err, errlen, "collection '%s' already exists", name), EMBD_STORE_EXISTS);
         else if (sr != SQLITE_DONE) rc = db_fail(s, err, errlen, "create collection");
@@ -359,6 +385,26 @@ int embd_store_list(embd_store *s, embd_coll_info **out, size_t *n, char *err, s
     pthread_mutex_unlock(&s->mu);
     if (rc) free(info);
     else *out = info;
+    return rc;
+}
+
+int embd_store_enrich_get(embd_store *s, const char *name, char **json, char *err, size_t errlen) {
+    *json = NULL;
+    pthread_mutex_lock(&s->mu);
+    sqlite3_stmt *st = NULL;
+    int rc = 0;
+    if (sqlite3_prepare_v2(s->db, "SELECT enrich FROM collections WHERE name = ?", -1, &st, NULL) != SQLITE_OK) {
+        rc = db_fail(s, err, errlen, "collection lookup");
+    } else {
+        sqlite3_bind_text(st, 1, name, -1, SQLITE_STATIC);
+        int sr = sqlite3_step(st);
+        if (sr == SQLITE_DONE) rc = (embd_fail(err, errlen, "no collection '%s'", name), EMBD_STORE_NOTFOUND);
+        else if (sr != SQLITE_ROW) rc = db_fail(s, err, errlen, "collection lookup");
+        else if (sqlite3_column_type(st, 0) != SQLITE_NULL && !(*json = strdup((const char *)sqlite3_column_text(st, 0))))
+            rc = embd_fail(err, errlen, "out of memory");
+    }
+    sqlite3_finalize(st);
+    pthread_mutex_unlock(&s->mu);
     return rc;
 }
 
@@ -540,8 +586,8 @@ int embd_store_put(embd_store *s, const char *coll, const char *model, int dims,
                            " VALUES (?,?,?,?,?,?)",
                            -1, &ins_doc, NULL) != SQLITE_OK ||
         sqlite3_prepare_v2(s->db,
-                           "INSERT INTO chunks(collection_id, doc_id, seq, start_byte, end_byte, text, vector)"
-                           " VALUES (?,?,?,?,?,?,?)",
+                           "INSERT INTO chunks(collection_id, doc_id, seq, start_byte, end_byte, text, vector, context)"
+                           " VALUES (?,?,?,?,?,?,?,?)",
                            -1, &ins_chunk, NULL) != SQLITE_OK) {
         rc = db_fail(s, err, errlen, "ingest");
         goto rollback;
@@ -570,6 +616,8 @@ int embd_store_put(embd_store *s, const char *coll, const char *model, int dims,
             sqlite3_bind_int64(ins_chunk, 5, (sqlite3_int64)ch->end);
             sqlite3_bind_text(ins_chunk, 6, d->text + ch->start, (int)(ch->end - ch->start), SQLITE_STATIC);
             sqlite3_bind_blob(ins_chunk, 7, d->vectors + k * (size_t)dims, (int)(dims * sizeof(float)), SQLITE_STATIC);
+            if (d->contexts && d->contexts[k]) sqlite3_bind_text(ins_chunk, 8, d->contexts[k], -1, SQLITE_STATIC);
+            else sqlite3_bind_null(ins_chunk, 8);
             if (sqlite3_step(ins_chunk) != SQLITE_DONE) {
                 rc = db_fail(s, err, errlen, "ingest");
                 break;
@@ -618,7 +666,7 @@ int embd_store_delete_doc(embd_store *s, const char *coll, const char *doc_id, c
 
 void embd_hits_free(embd_hit *h, size_t n) {
     if (!h) return;
-    for (size_t i = 0; i < n; i++) free(h[i].doc_id), free(h[i].text), free(h[i].metadata);
+    for (size_t i = 0; i < n; i++) free(h[i].doc_id), free(h[i].text), free(h[i].metadata), free(h[i].context);
     free(h);
 }
 
@@ -644,7 +692,7 @@ static int fetch_hits(embd_store *s, const embd_coll_info *c, const int64_t *ids
     if (!ids_json) return embd_fail(err, errlen, "out of memory");
     char *sql = NULL;
     if (asprintf(&sql,
-                 "SELECT k.id, k.doc_id, k.text, d.metadata, k.seq, k.start_byte, k.end_byte FROM chunks k"
+                 "SELECT k.id, k.doc_id, k.text, d.metadata, k.seq, k.start_byte, k.end_byte, k.context FROM chunks k"
                  " JOIN documents d ON d.collection_id = k.collection_id AND d.doc_id = k.doc_id"
                  " WHERE k.collection_id = ? AND k.id IN (SELECT value FROM json_each(?))%s",
                  embd_filter_sql(f)) < 0) {
@@ -677,14 +725,15 @@ static int fetch_hits(embd_store *s, const embd_coll_info *c, const int64_t *ids
             h->seq = sqlite3_column_int64(st, 4);
             h->start = (size_t)sqlite3_column_int64(st, 5);
             h->end = (size_t)sqlite3_column_int64(st, 6);
+            if (sqlite3_column_type(st, 7) != SQLITE_NULL) h->context = strdup((const char *)sqlite3_column_text(st, 7));
         }
         for (size_t i = 0; tmp && i < n; i++) { /* compact, keeping score order */
             if (!tmp[i].doc_id) {
-                free(tmp[i].text), free(tmp[i].metadata);
+                free(tmp[i].text), free(tmp[i].metadata), free(tmp[i].context);
                 continue;
             }
             if (*nout < k) out[(*nout)++] = tmp[i];
-            else free(tmp[i].doc_id), free(tmp[i].text), free(tmp[i].metadata);
+            else free(tmp[i].doc_id), free(tmp[i].text), free(tmp[i].metadata), free(tmp[i].context);
         }
         free(tmp);
         free(order);
@@ -719,7 +768,7 @@ int embd_store_search(embd_store *s, const char *coll, const char *model, int di
         if (!sc || !ids) rc = embd_fail(err, errlen, "out of memory");
         else if (embd_vindex_search(v, q, fetch, sc, ids, err, errlen)) rc = EMBD_STORE_ERR;
         if (!rc) {
-            for (size_t i = 0; i < *n; i++) free(out[i].doc_id), free(out[i].text), free(out[i].metadata);
+            for (size_t i = 0; i < *n; i++) free(out[i].doc_id), free(out[i].text), free(out[i].metadata), free(out[i].context);
             *n = 0;
             rc = fetch_hits(s, &c, ids, sc, fetch, f, k, out, n, err, errlen);
         }

@@ -31,6 +31,8 @@ typedef struct {
     size_t chunk_size, overlap;
     bool code_aware;
     embd_vindex_kind index;
+    const char *enrich; /* create only: the enrichment configuration (JSON, see enrich.h) or NULL;
+                           NULL in what info/list return (read it with embd_store_enrich_get) */
 } embd_coll_opts;
 
 typedef struct {
@@ -56,6 +58,8 @@ int embd_store_create(embd_store *s, const char *name, const char *model, int di
 int embd_store_info(embd_store *s, const char *name, embd_coll_info *out, bool *rebuilt, char *err, size_t errlen);
 int embd_store_list(embd_store *s, embd_coll_info **out, size_t *n, char *err, size_t errlen);
 int embd_store_drop(embd_store *s, const char *name, char *err, size_t errlen);
+/* The collection's enrichment configuration (malloc'd JSON text), *json NULL when it has none. */
+int embd_store_enrich_get(embd_store *s, const char *name, char **json, char *err, size_t errlen);
 
 typedef struct {
     const char *id;
@@ -66,6 +70,7 @@ typedef struct {
     const embd_chunk *chunks;
     size_t n_chunks;
     const float *vectors; /* n_chunks x dims, L2-normalised */
+    const char *const *contexts; /* n_chunks enrichment texts (entries NULL: none), or NULL */
 } embd_doc;
 
 /* Whether document id exists with this content hash (so re-embedding can be skipped). */
@@ -84,6 +89,7 @@ typedef struct {
     float score;        /* inner product of unit vectors: cosine */
     float rerank_score; /* cross-encoder relevance (sigmoid), when reranked */
     char *doc_id, *text, *metadata;
+    char *context;      /* the chunk's enrichment context, NULL when it has none */
     int64_t seq;
     size_t start, end;
 } embd_hit;

@@ -6,13 +6,24 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "collections/enrich.h"
 #include "collections/filter.h"
 #include "collections/ingest.h"
+#include "collections/ingest_jobs.h"
 #include "collections/reranker.h"
 #include "server/api.h"
+#include "server/metrics.h"
 #include "util/sys.h"
 
-enum { MAX_K = 1000, MAX_ID_BYTES = 512, JOB_ITEMS = 256 };
+enum {
+    MAX_K = 1000,
+    MAX_ID_BYTES = 512,
+    JOB_ITEMS = 256,
+    ASYNC_BYTES = 1 << 20, /* document text above this runs as an ingest job unless "async": false */
+};
+/* Seconds a synchronous ingest may spend starting enrichment calls (when the server has no
+ * --timeout); calls in flight then still end within their own timeout_ms. */
+#define SYNC_ENRICH_SECONDS 120.0
 
 struct embd_coll_api {
     embd_store *store;
@@ -23,6 +34,8 @@ struct embd_coll_api {
     size_t max_items;
     embd_reranker *reranker;
     embd_coll_ctx ctx;
+    embd_ingest_jobs *jobs;
+    embd_metrics *metrics; /* may be NULL */
 };
 
 /* ---- embedding through the scheduler ------------------------------------------------------- */
@@ -100,6 +113,15 @@ static int sched_embed(void *ud, const char *const *texts, const size_t *lens, s
 
 /* ---- lifecycle ------------------------------------------------------------------------------ */
 
+/* Enrichment outcomes of every ingest (synchronous or job) on /metrics. */
+static void count_stats(void *ud, const embd_ingest_stats *st) {
+    embd_coll_api *a = ud;
+    if (!a->metrics || !(st->enriched + st->degraded)) return;
+    static const char help[] = "Chunks through the enrichment step, by outcome (degraded: embedded without context)";
+    if (st->enriched) embd_metrics_count(a->metrics, "embd_enrich_chunks_total", help, "outcome", "enriched", (double)st->enriched);
+    if (st->degraded) embd_metrics_count(a->metrics, "embd_enrich_chunks_total", help, "outcome", "degraded", (double)st->degraded);
+}
+
 embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, embd_sched *sched,
                                  const char *model_name, double timeout, size_t max_items, const char *rerank_model,
                                  int threads, char *err, size_t errlen) {
@@ -131,11 +153,18 @@ embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, 
                              .embed_ud = a,
                              .rerank = a->reranker ? embd_reranker_score : NULL,
                              .rerank_ud = a->reranker};
+    if (!(a->jobs = embd_ingest_jobs_new(&a->ctx, count_stats, a, err, errlen))) {
+        embd_coll_api_free(a);
+        return NULL;
+    }
     return a;
 }
 
+void embd_coll_api_set_metrics(embd_coll_api *a, embd_metrics *m) { a->metrics = m; }
+
 void embd_coll_api_free(embd_coll_api *a) {
     if (!a) return;
+    embd_ingest_jobs_free(a->jobs); /* its thread uses the store and the scheduler */
     embd_store_close(a->store);
     embd_reranker_free(a->reranker);
     free(a->model_name);
@@ -167,7 +196,7 @@ static int reply(char **out, int status, json_t *j) {
     return status;
 }
 
-static json_t *info_json(const embd_coll_info *c) {
+static json_t *info_json(embd_coll_api *a, const embd_coll_info *c) {
     json_t *j = json_pack("{s:s, s:s, s:i, s:{s:I, s:I, s:b, s:s}, s:I, s:I, s:f}", "name", c->name, "model", c->model,
                           "dimensions", c->dims, "options", "chunk_size", (json_int_t)c->opts.chunk_size, "overlap",
                           (json_int_t)c->opts.overlap, "code_aware", c->opts.code_aware, "index",
@@ -175,6 +204,17 @@ static json_t *info_json(const embd_coll_info *c) {
                           "chunks", (json_int_t)c->n_chunks, "created", c->created);
     /* vectors in the loaded index: equal to chunks unless something is badly wrong */
     if (j && c->n_vectors >= 0) json_object_set_new(j, "vectors", json_integer(c->n_vectors));
+    /* the enrichment configuration, without its api keys */
+    char *text = NULL;
+    embd_enrich_cfg *cfg = NULL;
+    if (j && !embd_store_enrich_get(a->store, c->name, &text, NULL, 0) && text) {
+        json_t *e = json_loads(text, 0, NULL);
+        if ((cfg = embd_enrich_parse(e, NULL, 0)))
+            json_object_set_new(json_object_get(j, "options"), "enrich", embd_enrich_json(cfg, true));
+        json_decref(e);
+    }
+    embd_enrich_free(cfg);
+    free(text);
     return j;
 }
 
@@ -220,6 +260,7 @@ static int create(embd_coll_api *a, char *body, size_t len, char **out) {
     embd_coll_opts o = {.index = EMBD_VINDEX_FLAT};
     const size_t max_chunk = embd_coll_max_chunk(&a->ctx);
     size_t def_chunk = max_chunk < 256 ? max_chunk : 256;
+    char *enrich = NULL; /* the validated configuration as stored (with api keys) */
     int rc = 0;
     if (!name) rc = embd_fail(msg, sizeof msg, "'name' (string) is required");
     else if (bad && embd_api_has_sentinel(name, strlen(name))) rc = embd_fail(msg, sizeof msg, "'name' is not valid UTF-8");
@@ -236,12 +277,22 @@ static int create(embd_coll_api *a, char *body, size_t len, char **out) {
         if (!rc && ix && !json_is_null(ix) && (!k || (strcmp(k, "flat") && strcmp(k, "hnsw"))))
             rc = embd_fail(msg, sizeof msg, "'index' must be \"flat\" or \"hnsw\"");
         if (k && !strcmp(k, "hnsw")) o.index = EMBD_VINDEX_HNSW;
-        const char *known[] = {"chunk_size", "overlap", "code_aware", "index"};
+        json_t *en = json_object_get(opts, "enrich");
+        if (!rc && en && !json_is_null(en)) {
+            embd_enrich_cfg *cfg = embd_enrich_parse(en, msg, sizeof msg);
+            json_t *full = cfg ? embd_enrich_json(cfg, false) : NULL;
+            if (!cfg) rc = -1;
+            else if (!full || !(enrich = json_dumps(full, JSON_COMPACT))) rc = embd_fail(msg, sizeof msg, "out of memory");
+            json_decref(full);
+            embd_enrich_free(cfg);
+            o.enrich = enrich;
+        }
+        const char *known[] = {"chunk_size", "overlap", "code_aware", "index", "enrich"};
         const char *key;
         json_t *v;
         json_object_foreach(opts, key, v) {
             bool ok = false;
-            for (size_t i = 0; i < 4; i++) ok |= !strcmp(key, known[i]);
+            for (size_t i = 0; i < 5; i++) ok |= !strcmp(key, known[i]);
             if (!ok && !rc) rc = embd_fail(msg, sizeof msg, "unknown option '%s'", key);
         }
     } else if (!rc) {
@@ -250,19 +301,22 @@ static int create(embd_coll_api *a, char *body, size_t len, char **out) {
     }
     if (rc) {
         json_decref(root);
+        free(enrich);
         return error(out, 422, "invalid_request", msg);
     }
     if (json_is_string(model) && strcmp(json_string_value(model), a->model_name)) {
         snprintf(msg, sizeof msg, "this server embeds with '%s', not '%s'", a->model_name, json_string_value(model));
         json_decref(root);
+        free(enrich);
         return error(out, 409, "model_mismatch", msg);
     }
     rc = embd_store_create(a->store, name, a->model_name, a->model->info.n_embd, &o, msg, sizeof msg);
+    free(enrich);
     embd_coll_info info;
     if (!rc) rc = embd_store_info(a->store, name, &info, NULL, msg, sizeof msg);
     json_decref(root);
     if (rc) return store_error(out, rc, msg);
-    return reply(out, 201, info_json(&info));
+    return reply(out, 201, info_json(a, &info));
 }
 
 static int ingest(embd_coll_api *a, const char *coll, char *body, size_t len, char **out) {
@@ -303,16 +357,68 @@ static int ingest(embd_coll_api *a, const char *coll, char *body, size_t len, ch
         meta[i] = json_is_object(md) ? json_dumps(md, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
         in[i] = (embd_doc_input){json_string_value(id), json_string_value(text), json_string_length(text), meta[i]};
     }
+    json_t *as = json_object_get(root, "async");
+    size_t bytes = 0;
+    for (size_t i = 0; !rc && i < n; i++) bytes += in[i].len;
+    if (!rc && as && !json_is_null(as) && !json_is_boolean(as)) rc = embd_fail(msg, sizeof msg, "'async' must be a boolean");
+    if (rc) {
+        for (size_t i = 0; meta && i < n; i++) free(meta[i]);
+        free(meta), free(in);
+        json_decref(root);
+        return error(out, 422, "invalid_request", msg);
+    }
+    if (json_is_true(as) || (!as && bytes > ASYNC_BYTES)) { /* a job: 202 now, progress on /jobs/{id} */
+        embd_coll_info info;
+        char id[40];
+        if ((rc = embd_store_info(a->store, coll, &info, NULL, msg, sizeof msg))) {
+            for (size_t i = 0; i < n; i++) free(meta[i]);
+            free(meta), free(in);
+            json_decref(root);
+            return store_error(out, rc, msg);
+        }
+        if (embd_ingest_jobs_submit(a->jobs, coll, in, meta, n, root, id, msg, sizeof msg)) /* takes them */
+            return error(out, 503, "out_of_memory", msg);
+        json_t *j = embd_ingest_jobs_get(a->jobs, coll, id);
+        return reply(out, 202, j ? j : json_pack("{s:s, s:s}", "id", id, "state", "queued"));
+    }
     embd_ingest_stats st = {0};
-    if (!rc) rc = embd_coll_ingest(&a->ctx, coll, in, n, &st, msg, sizeof msg);
-    else rc = EMBD_STORE_INVALID;
+    /* enrichment on this HTTP thread is bounded: no call starts after the deadline */
+    const embd_ingest_opts io = {.enrich_deadline = embd_now() + (a->timeout > 0 ? a->timeout : SYNC_ENRICH_SECONDS)};
+    rc = embd_coll_ingest_ex(&a->ctx, coll, in, n, &io, &st, msg, sizeof msg);
+    if (!rc) count_stats(a, &st);
     for (size_t i = 0; meta && i < n; i++) free(meta[i]);
     free(meta), free(in);
     json_decref(root);
     if (rc) return store_error(out, rc, msg);
-    return reply(out, 200,
-                 json_pack("{s:s, s:I, s:I, s:I}", "collection", coll, "documents", (json_int_t)st.documents, "chunks",
-                           (json_int_t)st.chunks, "unchanged", (json_int_t)st.unchanged));
+    json_t *res = json_pack("{s:s, s:I, s:I, s:I, s:I, s:I}", "collection", coll, "documents", (json_int_t)st.documents,
+                            "chunks", (json_int_t)st.chunks, "unchanged", (json_int_t)st.unchanged, "enriched",
+                            (json_int_t)st.enriched, "degraded", (json_int_t)st.degraded);
+    if (res && st.enrich_error[0]) json_object_set_new(res, "enrich_error", json_string(st.enrich_error));
+    return reply(out, 200, res);
+}
+
+/* GET /{c}/jobs, GET|DELETE /{c}/jobs/{id} */
+static int jobs_route(embd_coll_api *a, const char *coll, const char *method, const char *id, char **out) {
+    char msg[256];
+    if (!*id) {
+        if (strcmp(method, "GET")) return error(out, 405, "method_not_allowed", "the jobs of a collection take GET");
+        embd_coll_info info;
+        int rc = embd_store_info(a->store, coll, &info, NULL, msg, sizeof msg);
+        if (rc) return store_error(out, rc, msg);
+        return reply(out, 200, json_pack("{s:s, s:o}", "collection", coll, "jobs", embd_ingest_jobs_list(a->jobs, coll)));
+    }
+    snprintf(msg, sizeof msg, "no ingest job '%.64s' in collection '%s'", id, coll);
+    if (!strcmp(method, "GET")) {
+        json_t *j = embd_ingest_jobs_get(a->jobs, coll, id);
+        return j ? reply(out, 200, j) : error(out, 404, "not_found", msg);
+    }
+    if (!strcmp(method, "DELETE")) {
+        int rc = embd_ingest_jobs_cancel(a->jobs, coll, id);
+        if (rc < 0) return error(out, 404, "not_found", msg);
+        if (!rc) return error(out, 409, "job_finished", "the job has already ended");
+        return reply(out, 202, embd_ingest_jobs_get(a->jobs, coll, id));
+    }
+    return error(out, 405, "method_not_allowed", "an ingest job takes GET and DELETE");
 }
 
 static int search(embd_coll_api *a, const char *coll, char *body, size_t len, char **out) {
@@ -372,6 +478,7 @@ static int search(embd_coll_api *a, const char *coll, char *body, size_t len, ch
                                              (json_int_t)hits[i].start, "end", (json_int_t)hits[i].end, "metadata",
                                              md ? md : json_object(), "score", (double)hits[i].score));
         if (top_n) json_object_set_new(json_array_get(arr, i), "rerank_score", json_real(hits[i].rerank_score));
+        if (hits[i].context) json_object_set_new(json_array_get(arr, i), "context", json_string(hits[i].context));
     }
     embd_hits_free(hits, n);
     json_t *res = json_pack("{s:s, s:s, s:o}", "collection", coll, "model", a->model_name, "hits", arr);
@@ -391,7 +498,7 @@ int embd_coll_api_handle(embd_coll_api *a, const char *method, const char *url, 
             int rc = embd_store_list(a->store, &all, &n, msg, sizeof msg);
             if (rc) return store_error(out, rc, msg);
             json_t *arr = json_array();
-            for (size_t i = 0; i < n; i++) json_array_append_new(arr, info_json(&all[i]));
+            for (size_t i = 0; i < n; i++) json_array_append_new(arr, info_json(a, &all[i]));
             free(all);
             return reply(out, 200, json_pack("{s:o}", "collections", arr));
         }
@@ -411,7 +518,7 @@ int embd_coll_api_handle(embd_coll_api *a, const char *method, const char *url, 
             embd_coll_info info;
             int rc = embd_store_info(a->store, coll, &info, NULL, msg, sizeof msg);
             if (rc) return store_error(out, rc, msg);
-            return reply(out, 200, info_json(&info));
+            return reply(out, 200, info_json(a, &info));
         }
         if (!strcmp(method, "DELETE")) {
             int rc = embd_store_drop(a->store, coll, msg, sizeof msg);
@@ -430,6 +537,7 @@ int embd_coll_api_handle(embd_coll_api *a, const char *method, const char *url, 
         if (rc) return store_error(out, rc, msg);
         return reply(out, 200, json_pack("{s:s, s:s, s:b}", "collection", coll, "id", rest + 11, "deleted", 1));
     }
+    if (!strcmp(rest, "/jobs") || !strncmp(rest, "/jobs/", 6)) return jobs_route(a, coll, method, rest[5] ? rest + 6 : "", out);
     if (!strcmp(rest, "/search")) {
         if (strcmp(method, "POST")) return error(out, 405, "method_not_allowed", "search takes POST");
         return search(a, coll, body, len, out);

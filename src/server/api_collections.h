@@ -17,6 +17,9 @@ embd_coll_api *embd_coll_api_new(const char *data_dir, const embd_model *model, 
                                  const char *model_name, double timeout, size_t max_items, const char *rerank_model,
                                  int threads, char *err, size_t errlen);
 void embd_coll_api_free(embd_coll_api *a);
+/* Where enrichment outcomes are counted (embd_enrich_chunks_total); NULL: nowhere. */
+struct embd_metrics;
+void embd_coll_api_set_metrics(embd_coll_api *a, struct embd_metrics *m);
 
 /* One request whose path starts with /v1/collections (url decoded, body may be modified in
  * place). Returns the HTTP status; *out gets the JSON body (malloc'd; NULL when out of memory). */

@@ -838,6 +838,7 @@ int embd_server_run(const embd_server_opts *opts) {
         fprintf(stderr, "embd: collections: %s\n", err);
         goto out;
     }
+    if (s->coll) embd_coll_api_set_metrics(s->coll, s->metrics);
     s->lim = (embd_api_limits){.max_items = s->o.max_items,
                                .max_input_chars = s->o.max_input_chars,
                                .default_truncate = s->o.truncate,
