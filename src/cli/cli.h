@@ -17,6 +17,8 @@ int cmd_pull(int argc, char **argv);
 int cmd_rerank(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
+int cmd_clip_embed(int argc, char **argv);
+int cmd_image_prep(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_collections(int argc, char **argv);

@@ -16,23 +16,14 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "convert/convert_impl.h"
 #include "convert/hf.h"
 #include "convert/safetensors.h"
 #include "gguf.h"
 #include "util/sys.h"
 
 enum { POOL_RANK = 4 };           /* llama.cpp enum llama_pooling_type */
-enum { FILE_TYPE_F32 = 0, FILE_TYPE_F16 = 1, FILE_TYPE_Q8_0 = 7 }; /* gguf.LlamaFileType */
-#define GGML_QUANT_VERSION_WRITTEN 2
 
-typedef struct {
-    char name[96];
-    const embd_st_tensor *src;
-    int n_dims;
-    int64_t ne[2];   /* ggml order: ne[0] = row length */
-    int64_t row_off; /* leading rows dropped (XLM-R positions) */
-    enum ggml_type type;
-} out_tensor;
 
 typedef struct {
     const embd_hf_config *c;
@@ -339,7 +330,8 @@ static int write_tensor(FILE *f, const out_tensor *o, size_t alignment) {
     return rc;
 }
 
-static int write_gguf(struct gguf_context *g, const out_tensor *t, size_t n, const char *tmp, char *err, size_t errlen) {
+int embd_convert_write_gguf(struct gguf_context *g, const out_tensor *t, size_t n, const char *tmp, char *err,
+                           size_t errlen) {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return embd_fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
     FILE *f = fdopen(fd, "wb");
@@ -377,6 +369,7 @@ int embd_convert(const embd_convert_opts *o, embd_convert_stats *stats, char *er
     struct ggml_context *meta = NULL;
     char tmp[4096 + 32] = "";
     int rc = -1;
+    if (embd_hf_dir_is_clip(o->hf_dir)) return embd_convert_clip(o, stats, err, errlen); /* convert_clip.c */
     if (embd_hf_config_load(o->hf_dir, &c, err, errlen)) return -1;
     if (embd_sbert_config_load(o->hf_dir, &sb, err, errlen)) {
         embd_hf_config_free(&c);
@@ -414,7 +407,7 @@ int embd_convert(const embd_convert_opts *o, embd_convert_stats *stats, char *er
     }
 
     snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->out_path, (int)getpid());
-    if (write_gguf(g, t, nt, tmp, err, errlen)) goto out;
+    if (embd_convert_write_gguf(g, t, nt, tmp, err, errlen)) goto out;
     if (rename(tmp, o->out_path) != 0) {
         embd_fail(err, errlen, "cannot rename %s to %s: %s", tmp, o->out_path, strerror(errno));
         goto out;
