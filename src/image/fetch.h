@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 typedef struct {
     int concurrency;     /* downloads in flight at once (default 8) */
@@ -31,8 +32,15 @@ typedef struct {
 int embd_fetch_all(embd_fetch_item *items, size_t n, const embd_fetch_opts *o);
 void embd_fetch_item_clear(embd_fetch_item *it);
 
-/* "data:[<mediatype>][;base64],<data>" (base64 only) or bare standard base64 (whitespace allowed).
- * Returns 0 with *out malloc'd, or -1 with err. */
+/* NULL if sa (AF_INET or AF_INET6) is a public unicast address; else what it is, for messages:
+ * "loopback", "private", "link-local", "shared (CGNAT)", "unspecified", "multicast", "reserved",
+ * "not an IP address". IPv4-mapped, NAT64 (64:ff9b::/96) and 6to4 IPv6 addresses are judged by
+ * the IPv4 address inside. embd_fetch_all applies it to every address it connects to. */
+const char *embd_addr_nonpublic(const struct sockaddr *sa);
+
+/* "data:[<mediatype>][;base64],<data>" (base64 only) or bare standard base64 (whitespace allowed,
+ * '=' padding optional; the URL-safe alphabet is refused). Returns 0 with *out malloc'd, or -1
+ * with err (also for no data at all). */
 int embd_image_source_decode(const char *s, size_t len, uint8_t **out, size_t *out_len, char *err, size_t errlen);
 
 #endif
