@@ -93,7 +93,7 @@ static int run_batch(embd_ingest_jobs *J, job *j, embd_doc_input *docs, size_t n
     char err[512];
     atomic_store(&j->enrich_live, 0);
     int rc = embd_coll_ingest_ex(J->c, j->coll, docs, n, &o, &st, err, sizeof err);
-    if (rc && n > 1 && rc != EMBD_STORE_NOTFOUND && rc != EMBD_STORE_MISMATCH) {
+    if (rc && n > 1 && rc != EMBD_STORE_NOTFOUND && rc != EMBD_STORE_MISMATCH && !atomic_load(&j->stop)) {
         for (size_t i = 0; i < n; i++)
             if (run_batch(J, j, docs + i, 1, plan + i)) return -1;
         return 0;
