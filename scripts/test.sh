@@ -8,6 +8,10 @@ JOBS=${JOBS:-$(nproc)}
 
 bash scripts/install-deps.sh
 bash scripts/build-llama.sh >/dev/null
+# llama-server (same llama.cpp source) serves the tiny chat model of tests/collections/test_enrich.py;
+# a cold build adds about 10 minutes on 2 cores, a cached one prints its bin dir at once
+EMBD_LLAMA_BIN=$(bash scripts/build-llama.sh --tools)
+export EMBD_LLAMA_BIN
 
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_C_COMPILER=gcc >/dev/null
 cmake --build build -j "$JOBS"
