@@ -4,6 +4,7 @@
 
   /usr/bin/python3 fuzz/gen_seeds.py        (needs numpy and llama.cpp's gguf-py, as that tool does)
   /usr/bin/python3 fuzz/gen_seeds.py --auth-only   (just fuzz/corpus/fuzz_auth, stdlib only)
+  /usr/bin/python3 fuzz/gen_seeds.py --image-only  (fuzz_auth and fuzz/corpus/fuzz_image; needs PIL)
 """
 import json
 import os
@@ -300,10 +301,59 @@ def auth_seeds():
         write(T, name, data)
 
 
+def image_seeds():
+    """fuzz_image: byte 0 = selector (bit 0: base64 text; bits 2-4 resize edge; 5-7 crop), then a
+    small image in every layout the decoders handle, plus refusals (animated, GIF, truncated, bomb)."""
+    import base64
+    import io
+    import zlib
+    from PIL import Image
+    T = "fuzz_image"
+
+    def enc(im, fmt, **kw):
+        b = io.BytesIO()
+        im.save(b, fmt, **kw)
+        return b.getvalue()
+
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+
+    rgb = Image.frombytes("RGB", (12, 9), bytes((i * 37) % 256 for i in range(12 * 9 * 3)))
+    rgba = rgb.copy()
+    rgba.putalpha(Image.frombytes("L", (12, 9), bytes((i * 11) % 256 for i in range(12 * 9))))
+    pal = rgb.convert("P", palette=Image.ADAPTIVE, colors=8)
+    g16 = Image.frombytes("I;16", (7, 5), bytes(range(70)))
+    seeds = {
+        "png_rgb": enc(rgb, "PNG"), "png_rgba": enc(rgba, "PNG"), "png_la": enc(rgba.convert("LA"), "PNG"),
+        "png_palette_trns": enc(pal, "PNG", transparency=bytes(range(8))), "png_grey16": enc(g16, "PNG"),
+        "png_1bit": enc(rgb.convert("1"), "PNG"),
+        "png_adam7": b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 3, 8, 0, 0, 0, 1)) +
+                     chunk(b"IDAT", zlib.compress(bytes(range(24)))) + chunk(b"IEND", b""),
+        "png_bomb": b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 100000, 100000, 8, 2, 0, 0, 0)) +
+                    chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b""),
+        "apng": enc(rgb, "PNG", save_all=True, append_images=[rgba]),
+        "jpeg": enc(rgb, "JPEG", quality=80), "jpeg_progressive": enc(rgb, "JPEG", quality=80, progressive=True),
+        "jpeg_grey": enc(rgb.convert("L"), "JPEG"), "jpeg_cmyk": enc(rgb.convert("CMYK"), "JPEG"),
+        "webp_lossy": enc(rgb, "WEBP", quality=70), "webp_lossless": enc(rgba, "WEBP", lossless=True),
+        "webp_animated": enc(rgb, "WEBP", save_all=True, append_images=[rgba]),
+        "gif": enc(rgb, "GIF"),
+    }
+    seeds["jpeg_truncated"] = seeds["jpeg"][:len(seeds["jpeg"]) // 2]
+    seeds["png_truncated"] = seeds["png_rgb"][:len(seeds["png_rgb"]) - 20]
+    for i, (name, data) in enumerate(sorted(seeds.items())):
+        write(T, name, bytes([(i % 8) << 2 | (i * 3 % 8) << 5]) + data)
+    write(T, "data_uri_png", b"\x01data:image/png;base64," + base64.b64encode(seeds["png_rgb"]))
+    write(T, "base64_jpeg", b"\x25" + base64.encodebytes(seeds["jpeg"]))
+
+
 if __name__ == "__main__":
     shutil.rmtree(os.path.join(OUT, "fuzz_auth"), ignore_errors=True)
     auth_seeds()
     if sys.argv[1:] == ["--auth-only"]:
+        sys.exit(0)
+    shutil.rmtree(os.path.join(OUT, "fuzz_image"), ignore_errors=True)
+    image_seeds()
+    if sys.argv[1:] == ["--image-only"]:
         sys.exit(0)
     for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line",
               "fuzz_tokenizer_ugm", "fuzz_safetensors", "fuzz_hf_tokenizer"):
