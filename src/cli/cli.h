@@ -23,5 +23,6 @@ int cmd_image_prep(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_collections(int argc, char **argv);
+int cmd_ingest(int argc, char **argv);
 
 #endif

@@ -1,26 +1,28 @@
 /* `embd collections`: the collection pipeline without a server (same store and chunker as
  * /v1/collections; the encoder runs in this process). */
-#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 
 #include "cli/cli.h"
-#include "cli/gitignore.h"
+#include "cli/files.h"
+#include "collections/enrich.h"
 #include "collections/ingest.h"
 #include "collections/reranker.h"
 #include "engine/embed.h"
 #include "util/sys.h"
 
-enum { FILES_PER_BATCH = 32, MAX_FILE_BYTES = 8 << 20 };
+enum { FILES_PER_BATCH = 32 };
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: embd collections <command> --data-dir DIR [options]\n\n"
             "  create NAME --model M.gguf [--chunk-size N] [--overlap N] [--code-aware] [--index flat|hnsw]\n"
+            "         [--enrich JSON|@FILE]        enrichment: chat endpoints write a context for each chunk\n"
+            "                                       (README \"Enrichment\"), e.g. '{\"endpoints\": [{\"url\":\n"
+            "                                       \"http://127.0.0.1:8081\", \"model\": \"m\"}]}'\n"
             "  ingest NAME --model M.gguf PATH...   files, or directories walked recursively (hidden entries,\n"
             "                                       .gitignore'd paths, binaries and files over 8 MiB skipped);\n"
             "                                       document id = path\n"
@@ -54,78 +56,46 @@ static int cli_embed(void *ud, const char *const *texts, const size_t *lens, siz
     return rc;
 }
 
-typedef struct {
-    char **paths;
-    size_t n, cap;
-} path_list;
-
-static int add_path(path_list *l, const char *p) {
-    if (l->n == l->cap) {
-        size_t cap = l->cap ? 2 * l->cap : 64;
-        char **np = realloc(l->paths, cap * sizeof *np);
-        if (!np) return -1;
-        l->paths = np;
-        l->cap = cap;
-    }
-    return (l->paths[l->n] = strdup(p)) ? (int)(l->n++, 0) : -1;
-}
-
-static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
-
-/* Regular files under p, sorted; hidden entries and what .gitignore files exclude are skipped.
- * Returns -1 only when p itself cannot be read or memory runs out. */
-static int walk(const char *p, path_list *l, int depth, embd_ignore *ig) {
-    struct stat st;
-    if (stat(p, &st)) {
-        fprintf(stderr, "embd collections: cannot read %s\n", p);
-        return depth ? 0 : -1;
-    }
-    if (S_ISREG(st.st_mode)) return add_path(l, p);
-    if (!S_ISDIR(st.st_mode) || depth > 64) return 0;
-    DIR *d = opendir(p);
-    if (!d) return 0;
-    embd_ignore *top = embd_ignore_push(ig, p);
-    path_list sub = {0};
-    int rc = 0;
-    for (struct dirent *e; !rc && (e = readdir(d));) {
-        if (e->d_name[0] == '.') continue;
-        char buf[4096];
-        if (snprintf(buf, sizeof buf, "%s/%s", p, e->d_name) >= (int)sizeof buf) continue;
-        struct stat es;
-        if (embd_ignored(top, buf, !stat(buf, &es) && S_ISDIR(es.st_mode))) continue;
-        rc = add_path(&sub, buf);
-    }
-    closedir(d);
-    if (sub.n) qsort(sub.paths, sub.n, sizeof *sub.paths, cmp_str);
-    for (size_t i = 0; i < sub.n; i++) {
-        if (!rc) rc = walk(sub.paths[i], l, depth + 1, top);
-        free(sub.paths[i]);
-    }
-    free(sub.paths);
-    embd_ignore_pop(top, ig);
-    return rc;
-}
-
-/* The file's bytes when it looks like text (no NUL in it, at most MAX_FILE_BYTES). */
-static char *read_text(const char *path, size_t *len) {
-    char *buf = embd_read_file(path, MAX_FILE_BYTES, len, NULL, 0);
-    if (buf && memchr(buf, 0, *len)) {
-        free(buf);
-        return NULL;
-    }
-    return buf;
-}
-
 static int status_of(int rc) { return rc == EMBD_STORE_ERR ? EMBD_EXIT_UNUSABLE : rc ? EMBD_EXIT_USAGE : EMBD_EXIT_OK; }
 
-static json_t *info_json(const embd_coll_info *c) {
+static json_t *info_json(embd_store *store, const embd_coll_info *c) {
     json_t *j = json_pack("{s:s, s:s, s:i, s:I, s:I, s:b, s:s, s:I, s:I}", "name", c->name, "model", c->model,
                           "dimensions", c->dims, "chunk_size", (json_int_t)c->opts.chunk_size, "overlap",
                           (json_int_t)c->opts.overlap, "code_aware", c->opts.code_aware, "index",
                           c->opts.index == EMBD_VINDEX_HNSW ? "hnsw" : "flat", "documents",
                           (json_int_t)c->n_documents, "chunks", (json_int_t)c->n_chunks);
     if (j && c->n_vectors >= 0) json_object_set_new(j, "vectors", json_integer(c->n_vectors)); /* index loaded */
+    char *text = NULL; /* the enrichment configuration, without api keys */
+    if (j && !embd_store_enrich_get(store, c->name, &text, NULL, 0) && text) {
+        json_t *e = json_loads(text, 0, NULL);
+        embd_enrich_cfg *cfg = embd_enrich_parse(e, NULL, 0);
+        if (cfg) json_object_set_new(j, "enrich", embd_enrich_json(cfg, true));
+        embd_enrich_free(cfg);
+        json_decref(e);
+    }
+    free(text);
     return j;
+}
+
+/* --enrich JSON or @FILE, validated; the stored form (JSON text, malloc'd) or NULL with err. */
+static char *enrich_option(const char *arg, char *err, size_t errlen) {
+    char *file = NULL;
+    if (arg[0] == '@' && !(file = embd_read_file(arg + 1, 1 << 20, &(size_t){0}, err, errlen))) return NULL;
+    json_error_t je;
+    json_t *j = json_loads(file ? file : arg, 0, &je);
+    free(file);
+    if (!j) {
+        embd_fail(err, errlen, "not JSON: %s", je.text);
+        return NULL;
+    }
+    embd_enrich_cfg *cfg = embd_enrich_parse(j, err, errlen);
+    json_decref(j);
+    json_t *full = cfg ? embd_enrich_json(cfg, false) : NULL;
+    char *out = full ? json_dumps(full, JSON_COMPACT) : NULL;
+    if (cfg && !out) embd_fail(err, errlen, "out of memory");
+    json_decref(full);
+    embd_enrich_free(cfg);
+    return out;
 }
 
 static void print_json(json_t *j) {
@@ -194,14 +164,15 @@ static int ingest_jsonl(const embd_coll_ctx *ctx, const char *coll, const char *
 static int ingest_paths(const embd_coll_ctx *ctx, const char *coll, char **paths, int n, bool quiet) {
     path_list files = {0};
     for (int i = 0; i < n; i++)
-        if (walk(paths[i], &files, 0, NULL) < 0) {
+        if (embd_walk(paths[i], &files, 0, NULL) < 0) {
             for (size_t k = 0; k < files.n; k++) free(files.paths[k]);
             free(files.paths);
             return EMBD_EXIT_UNUSABLE;
         }
     int status = EMBD_EXIT_OK;
-    size_t done = 0, chunks = 0, skipped = 0, unchanged = 0;
-    double t0 = embd_now();
+    size_t done = 0, chunks = 0, skipped = 0, unchanged = 0, enriched = 0, degraded = 0;
+    embd_progress pg;
+    embd_progress_init(&pg, quiet);
     char err[512];
     for (size_t i = 0; i < files.n && status == EMBD_EXIT_OK;) {
         embd_doc_input in[FILES_PER_BATCH];
@@ -209,7 +180,7 @@ static int ingest_paths(const embd_coll_ctx *ctx, const char *coll, char **paths
         size_t nb = 0;
         for (; i < files.n && nb < FILES_PER_BATCH; i++) {
             size_t len = 0;
-            char *t = read_text(files.paths[i], &len);
+            char *t = embd_read_text(files.paths[i], &len);
             if (!t) {
                 skipped++;
                 continue;
@@ -236,6 +207,7 @@ static int ingest_paths(const embd_coll_ctx *ctx, const char *coll, char **paths
                     continue;
                 }
                 st.documents += one.documents, st.chunks += one.chunks, st.unchanged += one.unchanged;
+                st.enriched += one.enriched, st.degraded += one.degraded;
             }
         }
         if (rc) {
@@ -246,13 +218,11 @@ static int ingest_paths(const embd_coll_ctx *ctx, const char *coll, char **paths
         unchanged += st.unchanged;
         chunks += st.chunks;
         for (size_t k = 0; k < nb; k++) free(texts[k]), free(meta[k]);
-        if (!quiet) {
-            double dt = embd_now() - t0;
-            fprintf(stderr, "\r[%zu/%zu files] %zu ingested, %zu unchanged, %zu skipped, %zu chunks, %.0f chunks/s ", i,
-                    files.n, done, unchanged, skipped, chunks, dt > 0 ? (double)chunks / dt : 0.0);
-        }
+        enriched += st.enriched, degraded += st.degraded;
+        embd_progress_show(&pg, i, files.n, chunks, enriched, degraded, skipped, false);
     }
-    if (!quiet) fprintf(stderr, "\n");
+    embd_progress_show(&pg, done + unchanged + skipped, files.n, chunks, enriched, degraded, skipped, true);
+    if (!quiet) fprintf(stderr, "%zu ingested, %zu unchanged, %zu skipped\n", done, unchanged, skipped);
     for (size_t k = 0; k < files.n; k++) free(files.paths[k]);
     free(files.paths);
     return status;
@@ -273,7 +243,8 @@ int cmd_collections(int argc, char **argv) {
         {"document", required_argument, 0, 'D'}, {"threads", required_argument, 0, 't'},
         {"quiet", no_argument, 0, 'q'},          {"help", no_argument, 0, 'h'},
         {"rerank-model", required_argument, 0, 'R'}, {"top-n", required_argument, 0, 'n'},
-        {0, 0, 0, 0}};
+        {"enrich", required_argument, 0, 'E'},   {0, 0, 0, 0}};
+    const char *enrich_s = NULL;
     const char *rerank_path = NULL;
     long top_n = 0;
     const char *dir = NULL, *model_path = NULL, *model_name = NULL, *jsonl = NULL, *filter_s = NULL, *doc = NULL;
@@ -291,6 +262,7 @@ int cmd_collections(int argc, char **argv) {
         case 'f': filter_s = optarg; break;
         case 'D': doc = optarg; break;
         case 'R': rerank_path = optarg; break;
+        case 'E': enrich_s = optarg; break;
         case 'C': code_aware = true; break;
         case 'q': quiet = true; break;
         case 'x':
@@ -384,20 +356,29 @@ int cmd_collections(int argc, char **argv) {
                          .rerank_ud = reranker};
     int rc = 0;
     if (!strcmp(sub, "create")) {
+        char *enrich = NULL;
+        if (enrich_s && !(enrich = enrich_option(enrich_s, err, sizeof err))) {
+            fprintf(stderr, "embd collections: --enrich: %s\n", err);
+            status = EMBD_EXIT_USAGE;
+            goto out;
+        }
         size_t maxc = embd_coll_max_chunk(&ctx);
         embd_coll_opts o = {.chunk_size = chunk_size > 0 ? (size_t)chunk_size : (maxc < 256 ? maxc : 256),
                             .code_aware = code_aware,
-                            .index = kind};
+                            .index = kind,
+                            .enrich = enrich};
         o.overlap = overlap >= 0 ? (size_t)overlap : o.chunk_size / 8;
         if (o.chunk_size > maxc || o.overlap >= o.chunk_size) {
             fprintf(stderr, "embd collections: --chunk-size must be <= %zu and --overlap below it\n", maxc);
+            free(enrich);
             status = EMBD_EXIT_USAGE;
             goto out;
         }
         rc = embd_store_create(store, name, mname, m->info.n_embd, &o, err, sizeof err);
+        free(enrich);
         embd_coll_info info;
         if (!rc) rc = embd_store_info(store, name, &info, NULL, err, sizeof err);
-        if (!rc) print_json(info_json(&info));
+        if (!rc) print_json(info_json(store, &info));
     } else if (!strcmp(sub, "ingest")) {
         status = jsonl ? ingest_jsonl(&ctx, name, jsonl, quiet) : ingest_paths(&ctx, name, pos, npos, quiet);
         goto out;
@@ -413,6 +394,7 @@ int cmd_collections(int argc, char **argv) {
                                   (json_int_t)hits[i].seq, "start", (json_int_t)hits[i].start, "end",
                                   (json_int_t)hits[i].end, "metadata", md ? md : json_object(), "text", hits[i].text);
             if (j && reranker) json_object_set_new(j, "rerank_score", json_real(hits[i].rerank_score));
+            if (j && hits[i].context) json_object_set_new(j, "context", json_string(hits[i].context));
             print_json(j);
         }
         embd_hits_free(hits, n);
@@ -420,14 +402,14 @@ int cmd_collections(int argc, char **argv) {
         embd_coll_info *all = NULL;
         size_t n = 0;
         rc = embd_store_list(store, &all, &n, err, sizeof err);
-        for (size_t i = 0; !rc && i < n; i++) print_json(info_json(&all[i]));
+        for (size_t i = 0; !rc && i < n; i++) print_json(info_json(store, &all[i]));
         free(all);
     } else if (!strcmp(sub, "info")) {
         embd_coll_info info;
         bool rebuilt = false;
         rc = embd_store_info(store, name, &info, &rebuilt, err, sizeof err);
         if (!rc) {
-            json_t *j = info_json(&info);
+            json_t *j = info_json(store, &info);
             json_object_set_new(j, "index_rebuilt", json_boolean(rebuilt));
             print_json(j);
         }

@@ -14,6 +14,7 @@ static void usage(FILE *f) {
             "  embed     embed texts from JSONL or plain lines (embd embed --help)\n"
             "  rerank    score documents against a query with a cross-encoder (embd rerank --help)\n"
             "  collections  ingest, chunk, embed, index and search documents (embd collections --help)\n"
+            "  ingest    files and directories into a collection, with progress (embd ingest --help)\n"
             "  info      print a model's architecture, dims, context, pooling, vocab, quantization\n"
             "  tokenize  print token ids for texts (same tokenizer as embed)\n"
             "  bench     encoder throughput and latency on this machine's CPU or GPU (embd bench --help)\n"
@@ -50,6 +51,7 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "jobs")) return cmd_jobs(argc - 1, argv + 1);
     if (!strcmp(cmd, "collections")) return cmd_collections(argc - 1, argv + 1);
+    if (!strcmp(cmd, "ingest")) return cmd_ingest(argc - 1, argv + 1);
     if (!strcmp(cmd, "version") || !strcmp(cmd, "--version")) {
         printf("embd %s\n", EMBD_VERSION);
         return EMBD_EXIT_OK;

@@ -369,6 +369,100 @@ class Enrich(unittest.TestCase):
         finally:
             silent.stop()
 
+    # ---- `embd ingest` --------------------------------------------------------------------
+
+    def make_tree(self, n=30):
+        src = os.path.join(TMP, f"tree-{self._testMethodName}")
+        shutil.rmtree(src, ignore_errors=True)
+        os.makedirs(os.path.join(src, "sub"))
+        texts = {}
+        for i in range(n):
+            rel = os.path.join("sub" if i % 2 else "", f"f{i}.txt")
+            texts[os.path.join(src, rel)] = doc_text(i)
+            with open(os.path.join(src, rel), "w") as f:
+                f.write(doc_text(i))
+        with open(os.path.join(src, "blob.bin"), "wb") as f:
+            f.write(b"\x00\x01binary")
+        return src, texts
+
+    def test_cli_ingest_through_server_jobs(self):
+        src, texts = self.make_tree()
+        self.create("files", {"endpoints": self.endpoints(), "max_tokens": MAX_TOKENS, "concurrency": 2})
+        server = f"http://127.0.0.1:{self.srv.port}/"
+        p = subprocess.run([BIN, "ingest", src, "--collection", "files", "--server", server, "--interval", "0.05"],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        self.assertTrue(all(l.startswith("ingest: ") for l in lines), p.stderr)  # not a terminal: lines, no bar
+        self.assertIn("ingest: 31/31 files, 30 chunks, 30 enriched, 0 degraded, 1 skipped", lines[-1])
+        self.assertTrue(lines[-1].endswith("(done)"), lines[-1])
+        info = self.req("GET", "/v1/collections/files").json()
+        self.assertEqual((info["documents"], info["chunks"]), (30, 30))
+        path = sorted(texts)[3]
+        r = self.req("POST", "/v1/collections/files/search", {"query": texts[path], "k": 5, "filter": {"path": path}})
+        hit = r.json()["hits"][0]
+        self.assertEqual((hit["document_id"], hit["metadata"]["ext"]), (path, "txt"))
+        self.assertTrue(hit["context"])
+        jobs = self.req("GET", "/v1/collections/files/jobs").json()["jobs"]
+        self.assertEqual([j["state"] for j in jobs], ["done"])  # 30 files: one batch, one job
+        # on a terminal: a progress bar redrawn in place
+        import pty
+        master, slave = pty.openpty()
+        proc = subprocess.Popen([BIN, "ingest", src, "--collection", "files", "--server", server], stdout=subprocess.DEVNULL,
+                                stderr=slave)
+        os.close(slave)
+        out = b""
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            out += chunk
+        self.assertEqual(proc.wait(60), 0, out)
+        os.close(master)
+        self.assertIn(b"\r[##############################] 31/31 files", out)
+        # errors: no such collection, nothing listening, bad usage
+        p = subprocess.run([BIN, "ingest", src, "--collection", "nope", "--server", server], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("no collection 'nope'", p.stderr)
+        p = subprocess.run([BIN, "ingest", src, "--collection", "files", "--server", f"http://127.0.0.1:{free_port()}"],
+                           capture_output=True, text=True)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("Couldn't connect", p.stderr)
+        for args in ([src, "--collection", "files"], [src, "--server", server],
+                     [src, "--collection", "x", "--server", server, "--data-dir", "d", "--model", MODEL],
+                     [src, "--collection", "x", "--server", server, "--interval", "0"]):
+            p = subprocess.run([BIN, "ingest", *args], capture_output=True, text=True)
+            self.assertEqual(p.returncode, 1, (args, p.stderr))
+
+    def test_cli_ingest_in_process_with_enrichment(self):
+        src, texts = self.make_tree(6)
+        d = os.path.join(TMP, "cli-data")
+        shutil.rmtree(d, ignore_errors=True)
+        enrich = json.dumps({"endpoints": self.endpoints(), "max_tokens": MAX_TOKENS})
+        p = subprocess.run([BIN, "collections", "create", "loc", "--data-dir", d, "--model", MODEL, "--chunk-size", "64",
+                            "--enrich", enrich], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertNotIn(KEY, p.stdout)
+        self.assertEqual([e["api_key_set"] for e in json.loads(p.stdout)["enrich"]["endpoints"]], [False, True])
+        p = subprocess.run([BIN, "collections", "create", "bad", "--data-dir", d, "--model", MODEL, "--enrich",
+                            '{"endpoints": []}'], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 1, p.stderr)
+        self.assertIn("enrich.endpoints", p.stderr)
+        p = subprocess.run([BIN, "ingest", src, "--collection", "loc", "--data-dir", d, "--model", MODEL],
+                           capture_output=True, text=True, timeout=300)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertIn("ingest: 7/7 files, 6 chunks, 6 enriched, 0 degraded, 1 skipped", p.stderr)
+        path = sorted(texts)[0]
+        p = subprocess.run([BIN, "collections", "search", "loc", "--data-dir", d, "--model", MODEL, "--k", "1",
+                            "--filter", json.dumps({"path": path}), texts[path]], capture_output=True, text=True)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        hit = json.loads(p.stdout)
+        self.assertEqual(hit["document_id"], path)
+        self.assertTrue(hit["context"])
+
 
 if __name__ == "__main__":
     common.main("enrich")
