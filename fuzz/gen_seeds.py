@@ -223,6 +223,21 @@ def unigram_seeds():
     write(T, "small_paths", b"\x80  Ab\tAB  xy a\xcc\x81b </s>  tail \xef\xbd\x9e")
 
 
+def bpe_seeds():
+    """Texts for fuzz_tokenizer_bpe from tests/fixtures/tokens_clip.jsonl (byte 0: max_tokens and
+    tokenizer, as the target reads it)."""
+    T = "fuzz_tokenizer_bpe"
+    with open(os.path.join(ROOT, "tests", "fixtures", "tokens_clip.jsonl"), encoding="utf-8") as f:
+        lines = [json.loads(x) for x in f if x.strip()][1:]
+    pick = [x for x in lines if x["id"].startswith("clip_")] + [x for x in lines if x["id"].startswith("edge_")][:20]
+    for i, x in enumerate(pick):
+        name = "".join(c if c.isalnum() or c == "_" else "_" for c in x["id"].lower())[:40]
+        sel = (i * 7) % 64 | (128 if i % 5 == 0 else 0)
+        write(T, name, bytes([sel]) + cut_utf8(x["text"].encode("utf-8"), 2048))
+    write(T, "bad_utf8", b"\x05caf\xc3\xa9 \xe4\xb8\xad\xff<X>")
+    write(T, "added_paths", b"\x80 a <X>  b\t<X>c NA\xc3\x8fVE na\xc3\xafve <|endoftext|>x<|startoftext|>")
+
+
 def safetensors_seeds():
     """Tiny safetensors images: F32/F16/BF16/I64 tensors, metadata, an empty tensor, a 0-d tensor."""
     T = "fuzz_safetensors"
@@ -356,12 +371,13 @@ if __name__ == "__main__":
     if sys.argv[1:] == ["--image-only"]:
         sys.exit(0)
     for t in ("fuzz_tokenizer", "fuzz_jsonfix", "fuzz_tokenizer_json", "fuzz_gguf_model", "fuzz_reader_line",
-              "fuzz_tokenizer_ugm", "fuzz_safetensors", "fuzz_hf_tokenizer"):
+              "fuzz_tokenizer_ugm", "fuzz_tokenizer_bpe", "fuzz_safetensors", "fuzz_hf_tokenizer"):
         shutil.rmtree(os.path.join(OUT, t), ignore_errors=True)
     tokenizer_seeds()
     jsonfix_seeds()
     reader_seeds()
     gguf_seeds(tokenizer_json_seeds())
     unigram_seeds()
+    bpe_seeds()
     safetensors_seeds()
     hf_tokenizer_seeds()

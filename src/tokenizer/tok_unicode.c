@@ -16,14 +16,16 @@ typedef struct {
 static const tu_delta TU_DELTA[1] = {{0xFFFFFFFFu, 0, 0, 0, {0}, {0}}};
 static const uint32_t TU_CASED[1][2] = {{0, 0}};
 static const uint32_t TU_CASE_IGNORABLE[1][2] = {{0, 0}};
+static const uint32_t TU_LETTER[1][2] = {{0, 0}};
+static const uint32_t TU_NUMBER[1][2] = {{0, 0}};
 #endif
 
 #define NELEM(a) (sizeof(a) / sizeof((a)[0]))
 
 const uint8_t tu_ascii_flags[128] = {
-    1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3, 3, 3, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 19, 19, 19, 19, 19, 1, 1,
     1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
-    2, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
+    18, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4, 4,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4, 4,
     4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
     0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 4, 4, 4, 4, 4,
@@ -70,6 +72,14 @@ static bool js_space(uint32_t cp)
     }
 }
 
+/* \p{White_Space} */
+static bool white_space(uint32_t cp)
+{
+    return (cp >= 0x09 && cp <= 0x0D) || cp == 0x20 || cp == 0x85 || cp == 0xA0 || cp == 0x1680 ||
+           (cp >= 0x2000 && cp <= 0x200A) || cp == 0x2028 || cp == 0x2029 || cp == 0x202F ||
+           cp == 0x205F || cp == 0x3000;
+}
+
 static bool ascii_punct(uint32_t cp)
 {
     return (cp >= 0x21 && cp <= 0x2F) || (cp >= 0x3A && cp <= 0x40) || (cp >= 0x5B && cp <= 0x60) ||
@@ -104,6 +114,8 @@ unsigned tu_flags(uint32_t cp)
         f |= TU_PUNCT;
     if (js_space(cp))
         f |= TU_SPACE;
+    if (white_space(cp))
+        f |= TU_WSP;
     return f;
 }
 
@@ -156,6 +168,40 @@ bool tu_cased(uint32_t cp)
 bool tu_case_ignorable(uint32_t cp)
 {
     return in_ranges(TU_CASE_IGNORABLE, NELEM(TU_CASE_IGNORABLE), cp);
+}
+
+bool tu_letter_slow(uint32_t cp)
+{
+    return in_ranges(TU_LETTER, NELEM(TU_LETTER), cp);
+}
+
+bool tu_number_slow(uint32_t cp)
+{
+    return in_ranges(TU_NUMBER, NELEM(TU_NUMBER), cp);
+}
+
+/* The nearest character in direction dir that is not case-ignorable is cased (ICU's context test;
+ * a character that is both, like U+02B0, counts as ignorable). */
+static bool cased_around(const uint32_t *v, size_t n, size_t i, int dir)
+{
+    for (size_t j = i;;) {
+        if (dir < 0) {
+            if (j == 0)
+                return false;
+            j--;
+        } else {
+            if (j + 1 >= n)
+                return false;
+            j++;
+        }
+        if (!tu_case_ignorable(v[j]))
+            return tu_cased(v[j]);
+    }
+}
+
+bool tu_final_sigma(const uint32_t *v, size_t n, size_t i)
+{
+    return cased_around(v, n, i, -1) && !cased_around(v, n, i, 1);
 }
 
 size_t tu_utf8_validate(const uint8_t *s, size_t len)

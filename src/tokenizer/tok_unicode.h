@@ -13,6 +13,7 @@ enum {
     TU_SPACE = 2, /* JavaScript \s */
     TU_PUNCT = 4, /* \p{P} or ASCII punctuation/symbols: BertPreTokenizer splits on it */
     TU_MN = 8,    /* \p{Mn}: dropped by strip_accents */
+    TU_WSP = 16,  /* \p{White_Space}: what transformers.js makes of \s in tokenizer.json regexes */
 };
 
 #define TU_MAX_LOWER 3 /* full lowercase mapping length */
@@ -31,6 +32,20 @@ int tu_nfd(uint32_t cp, uint32_t out[TU_MAX_NFD]);
 int tu_ccc(uint32_t cp);
 bool tu_cased(uint32_t cp);
 bool tu_case_ignorable(uint32_t cp);
+/* \p{L} and \p{N} (Node's data, range tables; ASCII inline) for the BPE pre-tokenizer's regex. */
+bool tu_letter_slow(uint32_t cp);
+bool tu_number_slow(uint32_t cp);
+static inline bool tu_letter(uint32_t cp)
+{
+    return cp < 128 ? ((cp | 32) >= 'a' && (cp | 32) <= 'z') : tu_letter_slow(cp);
+}
+static inline bool tu_number(uint32_t cp)
+{
+    return cp < 128 ? (cp >= '0' && cp <= '9') : tu_number_slow(cp);
+}
+/* toLowerCase's final-sigma rule for U+03A3 at v[i]: preceded by a cased character and not
+ * followed by one (case-ignorable characters skipped both ways). */
+bool tu_final_sigma(const uint32_t *v, size_t n, size_t i);
 
 /* BMP CJK ideograph ranges of BertNormalizer; transformers.js tests UTF-16 units, so the
  * supplementary-plane ranges of the Rust implementation never match there. */

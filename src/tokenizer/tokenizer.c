@@ -9,7 +9,8 @@
  *   - added-token contents are also WordPiece vocabulary, single_word is ignored, lstrip/rstrip
  *     trim the neighbouring sections.
  * Character data follows the Node that generated the fixtures (tok_unicode.h). A Unigram model
- * (unigram.c) sits behind the same API: encode then only adds [CLS]/[SEP] and truncates. */
+ * (unigram.c) and a byte-level BPE model (bpe.c) sit behind the same API: encode then only adds
+ * [CLS]/[SEP] (their <s>/</s>, <|startoftext|>/<|endoftext|>) and truncates. */
 #include "tokenizer/tokenizer.h"
 
 #include <jansson.h>
@@ -18,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "tokenizer/bpe.h"
 #include "tokenizer/tok_buf.h"
 #include "tokenizer/tok_hash.h"
 #include "tokenizer/tok_json.h"
@@ -55,6 +57,7 @@ struct embd_tokenizer {
     uint64_t prefix_hash;
     int32_t unk_id, cls_id, sep_id;
     tok_ugm *ugm; /* a Unigram model (unigram.c) instead of the WordPiece above */
+    tok_bpe *bpe; /* or a byte-level BPE model (bpe.c) */
 };
 
 
@@ -98,25 +101,6 @@ static inline bool is_ws(uint32_t cp)
 }
 
 /* ---------------------------------------------------------------- normalizer */
-
-/* ICU's final-sigma context test: the nearest character in direction dir that is not
- * case-ignorable is cased (a character that is both, like U+02B0, counts as ignorable). */
-static bool cased_around(const uint32_t *v, size_t n, size_t i, int dir)
-{
-    for (size_t j = i;;) {
-        if (dir < 0) {
-            if (j == 0)
-                return false;
-            j--;
-        } else {
-            if (j + 1 >= n)
-                return false;
-            j++;
-        }
-        if (!tu_case_ignorable(v[j]))
-            return tu_cased(v[j]);
-    }
-}
 
 /* Stable sort of a run of non-starters by combining class (canonical ordering). */
 static bool reorder_run(uint32_t *v, size_t n)
@@ -252,8 +236,7 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
             if (cp < 0x80) {
                 out->v[out->n++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
             } else if (cp == 0x3A3) {
-                bool final = cased_around(in->v, in->n, i, -1) && !cased_around(in->v, in->n, i, 1);
-                out->v[out->n++] = final ? 0x3C2 : 0x3C3;
+                out->v[out->n++] = tu_final_sigma(in->v, in->n, i) ? 0x3C2 : 0x3C3;
             } else {
                 out->n += (size_t)tu_lower(cp, out->v + out->n);
             }
@@ -610,6 +593,8 @@ int embd_tokenizer_encode(const embd_tokenizer *t, const char *text, size_t len,
     bool ok;
     if (t->ugm) {
         ok = tok_ugm_encode(t->ugm, s, len, emit_cb, &em) && !em.oom;
+    } else if (t->bpe) {
+        ok = tok_bpe_encode(t->bpe, s, len, emit_cb, &em) && !em.oom;
     } else {
         scratch sc;
         memset(&sc, 0, sizeof sc);
@@ -658,6 +643,7 @@ void embd_tokenizer_free(embd_tokenizer *t)
     free(t->id_tok);
     free(t->prefix);
     tok_ugm_free(t->ugm);
+    tok_bpe_free(t->bpe);
     free(t);
 }
 
@@ -889,8 +875,21 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
     const json_t *pre = json_object_get(root, "pre_tokenizer");
     const json_t *post = json_object_get(root, "post_processor");
     const json_t *added = json_object_get(root, "added_tokens");
-    const char *mtype = tok_json_str(model, "type", json_is_array(vocab) ? "Unigram" : "WordPiece");
+    const char *mtype = tok_json_str(model, "type", json_is_array(vocab)                  ? "Unigram"
+                                                    : json_object_get(model, "merges") ? "BPE"
+                                                                                       : "WordPiece");
     const char *cls = NULL, *sep = NULL;
+    if (!strcmp(mtype, "BPE")) {
+        tok_bpe *b = tok_bpe_from_json(root, err, errlen);
+        embd_tokenizer *t = b ? calloc(1, sizeof *t) : NULL;
+        if (b && !t) {
+            tok_bpe_free(b);
+            embd_fail(err, errlen, "out of memory");
+        } else if (t) {
+            t->bpe = b;
+        }
+        return t;
+    }
     if (!strcmp(mtype, "Unigram")) {
         tok_ugm *u = tok_ugm_from_json(root, err, errlen);
         embd_tokenizer *t = wrap_ugm(u);
@@ -899,7 +898,7 @@ static embd_tokenizer *from_json(json_t *root, char *err, size_t errlen)
         return t;
     }
     if (!json_is_object(vocab) || strcmp(mtype, "WordPiece")) {
-        embd_fail(err, errlen, "model is not WordPiece");
+        embd_fail(err, errlen, "model %s is not WordPiece, Unigram or BPE", mtype);
         return NULL;
     }
     if (norm && !json_is_null(norm) && strcmp(tok_json_str(norm, "type", ""), "BertNormalizer")) {
@@ -1018,13 +1017,15 @@ embd_tokenizer *embd_tokenizer_from_json_file(const char *path, char *err, size_
 
 size_t embd_tokenizer_vocab_size(const embd_tokenizer *t)
 {
-    return !t ? 0 : t->ugm ? tok_ugm_vocab_size(t->ugm) : t->n_ids;
+    return !t ? 0 : t->ugm ? tok_ugm_vocab_size(t->ugm) : t->bpe ? tok_bpe_vocab_size(t->bpe) : t->n_ids;
 }
 
 const char *embd_tokenizer_token(const embd_tokenizer *t, int32_t id)
 {
     if (t && t->ugm)
         return tok_ugm_token(t->ugm, id);
+    if (t && t->bpe)
+        return tok_bpe_token(t->bpe, id);
     if (!t || id < 0 || (size_t)id >= t->n_ids)
         return NULL;
     return t->id_tok[id];
@@ -1032,10 +1033,10 @@ const char *embd_tokenizer_token(const embd_tokenizer *t, int32_t id)
 
 int32_t embd_tokenizer_cls_id(const embd_tokenizer *t)
 {
-    return !t ? -1 : t->ugm ? tok_ugm_cls_id(t->ugm) : t->cls_id;
+    return !t ? -1 : t->ugm ? tok_ugm_cls_id(t->ugm) : t->bpe ? tok_bpe_cls_id(t->bpe) : t->cls_id;
 }
 
 int32_t embd_tokenizer_sep_id(const embd_tokenizer *t)
 {
-    return !t ? -1 : t->ugm ? tok_ugm_sep_id(t->ugm) : t->sep_id;
+    return !t ? -1 : t->ugm ? tok_ugm_sep_id(t->ugm) : t->bpe ? tok_bpe_sep_id(t->bpe) : t->sep_id;
 }

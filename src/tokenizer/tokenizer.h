@@ -54,7 +54,9 @@ struct gguf_context;
 /* The same from a GGUF's tokenizer.ggml.* keys (tokenizer.ggml.model must be "t5"). */
 embd_tokenizer *embd_tokenizer_new_unigram_gguf(const struct gguf_context *g, char *err, size_t errlen);
 /* From a Hugging Face tokenizer.json (model.type WordPiece with BertNormalizer,
- * or Unigram with Precompiled/Replace/NFKC/Strip/Prepend normalizers and Metaspace; added_tokens). */
+ * or Unigram with Precompiled/Replace/NFKC/Strip/Prepend normalizers and Metaspace, or byte-level
+ * BPE as CLIP's: NFC/Replace/Lowercase normalizers, Split by CLIP's regex + ByteLevel,
+ * end_of_word_suffix, cls/sep = <|startoftext|>/<|endoftext|>; added_tokens). */
 embd_tokenizer *embd_tokenizer_from_json_file(const char *path, char *err, size_t errlen);
 /* The same from the JSON text (len bytes). */
 embd_tokenizer *embd_tokenizer_from_json(const char *json, size_t len, char *err, size_t errlen);

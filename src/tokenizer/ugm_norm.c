@@ -237,7 +237,8 @@ static bool replace(const ugm_norm_step *st, const tok_cps *in, tok_cps *out)
     for (size_t i = 0; i < in->n;) {
         size_t m = 0; /* length of the match at i */
         if (st->min_run) {
-            while (i + m < in->n && in->v[i + m] == st->pat[0])
+            while (i + m < in->n &&
+                   (st->ws_run ? (tu_flags_fast(in->v[i + m]) & TU_WSP) != 0 : in->v[i + m] == st->pat[0]))
                 m++;
             if (m < st->min_run)
                 m = 0;
@@ -256,6 +257,25 @@ static bool replace(const ugm_norm_step *st, const tok_cps *in, tok_cps *out)
             memcpy(out->v + out->n, st->rep, st->nrep * sizeof *st->rep);
         out->n += st->nrep;
         i += m;
+    }
+    return true;
+}
+
+static bool lowercase(const tok_cps *in, tok_cps *out)
+{
+    out->n = 0;
+    if (!tok_cps_reserve(out, in->n + 16))
+        return false;
+    for (size_t i = 0; i < in->n; i++) {
+        uint32_t cp = in->v[i];
+        if (!tok_cps_reserve(out, TU_MAX_LOWER))
+            return false;
+        if (cp < 0x80)
+            out->v[out->n++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
+        else if (cp == 0x3A3)
+            out->v[out->n++] = tu_final_sigma(in->v, in->n, i) ? 0x3C2 : 0x3C3;
+        else
+            out->n += (size_t)tu_lower(cp, out->v + out->n);
     }
     return true;
 }
@@ -282,6 +302,9 @@ bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, tok_cps *a, tok_cps *b
             break;
         case UGM_N_REPLACE:
             ok = replace(st, in, out);
+            break;
+        case UGM_N_LOWERCASE:
+            ok = lowercase(in, out);
             break;
         case UGM_N_STRIP: { /* in place: JS trim / trimStart / trimEnd */
             size_t s = 0, e = in->n;
@@ -322,6 +345,38 @@ bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, tok_cps *a, tok_cps *b
     return true;
 }
 
+bool ugm_norm_utf8(const ugm_norm_step *steps, size_t n, const uint8_t *t, size_t len, tok_cps *a, tok_cps *b,
+                   uint8_t **buf, size_t *cap, size_t *out_len)
+{
+    a->n = 0;
+    if (!tok_cps_reserve(a, len + 1))
+        return false;
+    for (size_t i = 0; i < len;) {
+        uint32_t cp;
+        if (t[i] < 0x80)
+            cp = t[i++];
+        else
+            i += (size_t)tu_utf8_decode(t + i, &cp);
+        a->v[a->n++] = cp;
+    }
+    tok_cps *r;
+    if (!ugm_norm_apply(steps, n, a, b, &r))
+        return false;
+    size_t need = r->n * 4 + 1;
+    if (need > *cap) {
+        uint8_t *v = realloc(*buf, need);
+        if (!v)
+            return false;
+        *buf = v;
+        *cap = need;
+    }
+    size_t k = 0;
+    for (size_t i = 0; i < r->n; i++)
+        k += (size_t)tu_utf8_encode(r->v[i], *buf + k);
+    *out_len = k;
+    return true;
+}
+
 /* ---------------------------------------------------------------- parsing */
 
 static bool to_cps(const char *s, size_t len, uint32_t **out, size_t *n)
@@ -339,14 +394,20 @@ static bool to_cps(const char *s, size_t len, uint32_t **out, size_t *n)
     return true;
 }
 
-/* "x{n,}" or "x+" (x one character, possibly escaped): a run of x. */
-static bool parse_run_regex(const char *re, uint32_t *ch, size_t *min_run)
+/* "x{n,}" or "x+" (x one character, possibly escaped): a run of x; "\s" as x: a run of
+ * \p{White_Space} (*ws). */
+static bool parse_run_regex(const char *re, uint32_t *ch, size_t *min_run, bool *ws)
 {
     const uint8_t *p = (const uint8_t *)re;
     size_t len = strlen(re);
+    *ws = false;
     if (tu_utf8_validate(p, len) != len || !len)
         return false;
-    if (p[0] == '\\') {
+    if (p[0] == '\\' && p[1] == 's') {
+        *ws = true;
+        *ch = ' ';
+        p += 2;
+    } else if (p[0] == '\\') {
         static const char esc[] = "tnrfv", ctl[] = "\t\n\r\f\v";
         const char *e = len >= 2 && p[1] ? strchr(esc, p[1]) : NULL;
         if (e)
@@ -427,6 +488,8 @@ static bool parse_one(const json_t *norm, ugm_norm_step **steps, size_t *n, char
         st.kind = UGM_N_NFKC;
     } else if (!strcmp(type, "NFKD")) {
         st.kind = UGM_N_NFKD;
+    } else if (!strcmp(type, "Lowercase")) {
+        st.kind = UGM_N_LOWERCASE;
     } else if (!strcmp(type, "Strip")) {
         st.kind = UGM_N_STRIP;
         st.left = json_is_true(json_object_get(norm, "strip_left"));
@@ -451,7 +514,8 @@ static bool parse_one(const json_t *norm, ugm_norm_step **steps, size_t *n, char
                 ok = to_cps(json_string_value(s), json_string_length(s), &st.pat, &st.npat);
             } else if (json_is_string(r)) {
                 uint32_t ch;
-                ok = parse_run_regex(json_string_value(r), &ch, &st.min_run) && (st.pat = malloc(sizeof ch));
+                ok = parse_run_regex(json_string_value(r), &ch, &st.min_run, &st.ws_run) &&
+                     (st.pat = malloc(sizeof ch));
                 if (ok) {
                     st.pat[0] = ch;
                     st.npat = 1;
@@ -459,12 +523,12 @@ static bool parse_one(const json_t *norm, ugm_norm_step **steps, size_t *n, char
             }
             if (!ok) {
                 free(st.rep);
-                snprintf(err, errlen, "unsupported Replace pattern (literal strings and \"x{n,}\" runs only)");
+                snprintf(err, errlen, "unsupported Replace pattern (literal strings, \"x{n,}\" and \"\\s+\" runs only)");
                 return false;
             }
         }
     } else {
-        snprintf(err, errlen, "unsupported normalizer %s for a Unigram model", type);
+        snprintf(err, errlen, "unsupported normalizer %s", type);
         return false;
     }
     if (!push_step(steps, n, &st)) {

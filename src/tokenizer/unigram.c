@@ -19,133 +19,9 @@
 #include "tokenizer/tok_buf.h"
 #include "tokenizer/tok_hash.h"
 #include "tokenizer/tok_json.h"
+#include "tokenizer/tok_split.h"
 #include "tokenizer/tok_unicode.h"
 #include "util/sys.h"
-
-/* ---------------------------------------------------------------- byte trie */
-
-/* Edges live in one open-addressing table keyed by (node, byte): no per-node child arrays, and a
- * lookup is one multiply and (mostly) one probe. */
-typedef struct {
-    uint32_t key; /* node * 256 + byte + 1; 0: empty */
-    uint32_t child;
-} ugm_edge;
-
-typedef struct {
-    ugm_edge *e;
-    size_t bits, mask, n_edges;
-    int32_t *term; /* per node: terminal index or -1 */
-    size_t n_nodes, cap_nodes;
-} ugm_trie;
-
-#define TRIE_MAX_NODES ((1u << 24) - 2)
-
-static inline size_t edge_slot(const ugm_trie *t, uint32_t key)
-{
-    return (size_t)(((uint64_t)key * 0x9E3779B97F4A7C15ull) >> (64 - t->bits));
-}
-
-static inline int64_t trie_child(const ugm_trie *t, uint32_t node, uint8_t byte)
-{
-    uint32_t key = node * 256u + byte + 1u;
-    for (size_t i = edge_slot(t, key);; i = (i + 1) & t->mask) {
-        if (t->e[i].key == key)
-            return t->e[i].child;
-        if (!t->e[i].key)
-            return -1;
-    }
-}
-
-static bool trie_init(ugm_trie *t)
-{
-    memset(t, 0, sizeof *t);
-    t->bits = 6;
-    t->mask = 63;
-    t->e = calloc(64, sizeof *t->e);
-    t->cap_nodes = 64;
-    t->term = malloc(t->cap_nodes * sizeof *t->term);
-    if (!t->e || !t->term)
-        return false;
-    t->term[0] = -1;
-    t->n_nodes = 1;
-    return true;
-}
-
-static void trie_free(ugm_trie *t)
-{
-    free(t->e);
-    free(t->term);
-    memset(t, 0, sizeof *t);
-}
-
-static bool trie_grow_edges(ugm_trie *t)
-{
-    ugm_trie n = *t;
-    n.bits = t->bits + 1;
-    n.mask = ((size_t)1 << n.bits) - 1;
-    n.e = calloc(n.mask + 1, sizeof *n.e);
-    if (!n.e)
-        return false;
-    for (size_t i = 0; i <= t->mask; i++) {
-        if (!t->e[i].key)
-            continue;
-        size_t j = edge_slot(&n, t->e[i].key);
-        while (n.e[j].key)
-            j = (j + 1) & n.mask;
-        n.e[j] = t->e[i];
-    }
-    free(t->e);
-    *t = n;
-    return true;
-}
-
-/* Inserts s; returns its node, or -1 on allocation failure or too many nodes. */
-static int64_t trie_insert(ugm_trie *t, const uint8_t *s, size_t len)
-{
-    uint32_t node = 0;
-    for (size_t i = 0; i < len; i++) {
-        int64_t c = trie_child(t, node, s[i]);
-        if (c < 0) {
-            if (t->n_nodes >= TRIE_MAX_NODES)
-                return -1;
-            if ((t->n_edges + 1) * 2 > t->mask + 1 && !trie_grow_edges(t))
-                return -1;
-            if (t->n_nodes == t->cap_nodes) {
-                int32_t *v = realloc(t->term, t->cap_nodes * 2 * sizeof *v);
-                if (!v)
-                    return -1;
-                t->term = v;
-                t->cap_nodes *= 2;
-            }
-            c = (int64_t)t->n_nodes++;
-            t->term[c] = -1;
-            uint32_t key = node * 256u + s[i] + 1u;
-            size_t j = edge_slot(t, key);
-            while (t->e[j].key)
-                j = (j + 1) & t->mask;
-            t->e[j] = (ugm_edge){key, (uint32_t)c};
-            t->n_edges++;
-        }
-        node = (uint32_t)c;
-    }
-    return node;
-}
-
-/* Length of the longest key that prefixes s (0: none), as DictionarySplitter matches. */
-static size_t trie_longest(const ugm_trie *t, const uint8_t *s, size_t n)
-{
-    size_t best = 0;
-    uint32_t node = 0;
-    for (size_t i = 0; i < n; i++) {
-        int64_t c = trie_child(t, node, s[i]);
-        if (c < 0)
-            break;
-        node = (uint32_t)c;
-        if (t->term[node] >= 0)
-            best = i + 1;
-    }
-    return best;
-}
 
 /* The vocabulary trie is static: built once from the sorted strings in breadth-first order, so
  * that the children of a node are consecutive nodes with ascending labels (the root's are in a
@@ -249,16 +125,12 @@ struct tok_ugm {
     size_t n_model;     /* model vocabulary ids [0, n_model) have scores */
     double *scores;
     tok_htab ids;       /* tokens_to_ids: model vocabulary (last id wins), then added contents */
-    tok_htab added;     /* added_tokens_map: content / normalized content -> index in atoks */
-    tok_added *atoks;
-    size_t n_atoks, cap_atoks;
+    tok_addeds ad;      /* added tokens, added_tokens_map and their splitters */
     ugm_ctrie vocab;    /* terminals index the arrays below */
     double *t_score;
     int32_t *t_final;   /* id the piece becomes */
     uint8_t *t_unk;     /* tokens_to_ids(piece) is the unknown id */
     size_t n_terms;
-    ugm_trie raw_split, norm_split;
-    bool have_raw_split, have_norm_split;
     ugm_norm_step *norm;
     size_t n_norm;
     bool has_norm;      /* a normalizer exists (even an empty Sequence) */
@@ -282,13 +154,8 @@ void tok_ugm_free(tok_ugm *u)
     free(u->id_tok);
     free(u->scores);
     tok_htab_free(&u->ids);
-    tok_htab_free(&u->added);
-    for (size_t i = 0; i < u->n_atoks; i++)
-        free(u->atoks[i].content);
-    free(u->atoks);
+    tok_addeds_free(&u->ad);
     ctrie_free(&u->vocab);
-    trie_free(&u->raw_split);
-    trie_free(&u->norm_split);
     free(u->t_score);
     free(u->t_final);
     free(u->t_unk);
@@ -307,8 +174,7 @@ static tok_ugm *ugm_alloc(size_t n_ids, size_t n_model)
     u->n_model = n_model;
     u->id_tok = calloc(n_ids ? n_ids : 1, sizeof *u->id_tok);
     u->scores = calloc(n_model ? n_model : 1, sizeof *u->scores);
-    if (!u->id_tok || !u->scores || !tok_htab_init(&u->ids, n_model) || !tok_htab_init(&u->added, 16) ||
-        !trie_init(&u->raw_split) || !trie_init(&u->norm_split)) {
+    if (!u->id_tok || !u->scores || !tok_htab_init(&u->ids, n_model) || !tok_addeds_init(&u->ad)) {
         tok_ugm_free(u);
         return NULL;
     }
@@ -326,36 +192,12 @@ static bool set_id_tok(tok_ugm *u, int32_t id, const char *s, size_t n)
     return true;
 }
 
-static bool add_atok(tok_ugm *u, const tok_added *a)
-{
-    if (u->n_atoks == u->cap_atoks) {
-        size_t c = u->cap_atoks ? u->cap_atoks * 2 : 8;
-        tok_added *v = realloc(u->atoks, c * sizeof *v);
-        if (!v)
-            return false;
-        u->atoks = v;
-        u->cap_atoks = c;
-    }
-    tok_added *d = &u->atoks[u->n_atoks];
-    *d = *a;
-    d->content = tok_dup_bytes(a->content, a->len);
-    if (!d->content)
-        return false;
-    u->n_atoks++;
-    return true;
-}
-
-static int32_t added_lookup(const tok_ugm *u, const void *s, size_t len)
-{
-    return u->n_atoks ? tok_htab_get(&u->added, s, len) : -1;
-}
-
 /* The id transformers.js gives a token string: added_tokens_map, tokens_to_ids, else unknown. */
 static int32_t final_id(const tok_ugm *u, const void *s, size_t len)
 {
-    int32_t a = added_lookup(u, s, len);
+    int32_t a = tok_addeds_lookup(&u->ad, s, len);
     if (a >= 0)
-        return u->atoks[a].id;
+        return u->ad.atoks[a].id;
     int32_t id = tok_htab_get(&u->ids, s, len);
     return id >= 0 ? id : u->unk_id;
 }
@@ -628,61 +470,6 @@ static bool run_model(const tok_ugm *u, ugm_scratch *s, const uint8_t *t, size_t
 
 /* ---------------------------------------------------------------- added-token sections */
 
-static size_t utf8_len(uint8_t b)
-{
-    return b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
-}
-
-/* DictionarySplitter, then the lstrip/rstrip trims of the added tokens found (looked up by the
- * text of each section after earlier trims, as transformers.js does). */
-static bool split(const tok_ugm *u, const ugm_trie *tr, const uint8_t *b, size_t n, tok_spanbuf *out)
-{
-    out->n = 0;
-    size_t start = 0;
-    for (size_t i = 0; i < n;) {
-        size_t m = trie_longest(tr, b + i, n - i);
-        if (!m) {
-            i += utf8_len(b[i]);
-            continue;
-        }
-        if ((i > start && !tok_span_push(out, start, i)) || !tok_span_push(out, i, i + m))
-            return false;
-        i = start = i + m;
-    }
-    if (start < n && !tok_span_push(out, start, n))
-        return false;
-    for (size_t k = 0; k < out->n; k++) {
-        tok_span *sp = &out->v[k];
-        int32_t a = added_lookup(u, b + sp->start, sp->end - sp->start);
-        if (a < 0)
-            continue;
-        if (u->atoks[a].lstrip && k > 0) {
-            tok_span *p = &out->v[k - 1];
-            while (p->end > p->start) {
-                size_t q = p->end - 1;
-                while (q > p->start && is_cont(b[q]))
-                    q--;
-                uint32_t cp;
-                tu_utf8_decode(b + q, &cp);
-                if (!(tu_flags_fast(cp) & TU_SPACE))
-                    break;
-                p->end = q;
-            }
-        }
-        if (u->atoks[a].rstrip && k + 1 < out->n) {
-            tok_span *q = &out->v[k + 1];
-            while (q->start < q->end) {
-                uint32_t cp;
-                int l = tu_utf8_decode(b + q->start, &cp);
-                if (!(tu_flags_fast(cp) & TU_SPACE))
-                    break;
-                q->start += (size_t)l;
-            }
-        }
-    }
-    return true;
-}
-
 /* Decodes text, applies the normalizer; the result as UTF-8 in s->nb, its length in *nb. */
 static bool normalize(const tok_ugm *u, ugm_scratch *s, const uint8_t *t, size_t n, size_t *nb)
 {
@@ -711,20 +498,15 @@ static bool normalize(const tok_ugm *u, ugm_scratch *s, const uint8_t *t, size_t
 
 static bool encode(const tok_ugm *u, const uint8_t *text, size_t len, ugm_scratch *s)
 {
-    if (!u->have_raw_split) {
-        s->secs.n = 0;
-        if (len && !tok_span_push(&s->secs, 0, len))
-            return false;
-    } else if (!split(u, &u->raw_split, text, len, &s->secs)) {
+    if (!tok_addeds_split(&u->ad, false, text, len, &s->secs))
         return false;
-    }
     for (size_t k = 0; k < s->secs.n; k++) {
         tok_span sec = s->secs.v[k];
         if (sec.end <= sec.start)
             continue;
-        int32_t a = added_lookup(u, text + sec.start, sec.end - sec.start);
+        int32_t a = tok_addeds_lookup(&u->ad, text + sec.start, sec.end - sec.start);
         if (a >= 0) {
-            s->emit(s->ctx, u->atoks[a].id);
+            s->emit(s->ctx, u->ad.atoks[a].id);
             continue;
         }
         const uint8_t *t = text + sec.start;
@@ -736,20 +518,15 @@ static bool encode(const tok_ugm *u, const uint8_t *text, size_t len, ugm_scratc
         }
         if (!n)
             continue;
-        s->subs.n = 0;
-        if (!u->have_norm_split) {
-            if (!tok_span_push(&s->subs, 0, n))
-                return false;
-        } else if (!split(u, &u->norm_split, t, n, &s->subs)) {
+        if (!tok_addeds_split(&u->ad, true, t, n, &s->subs))
             return false;
-        }
         for (size_t j = 0; j < s->subs.n; j++) {
             tok_span sub = s->subs.v[j];
             if (sub.end <= sub.start)
                 continue;
-            a = added_lookup(u, t + sub.start, sub.end - sub.start);
+            a = tok_addeds_lookup(&u->ad, t + sub.start, sub.end - sub.start);
             if (a >= 0)
-                s->emit(s->ctx, u->atoks[a].id);
+                s->emit(s->ctx, u->ad.atoks[a].id);
             else if (!run_model(u, s, t + sub.start, sub.end - sub.start, k))
                 return false;
         }
@@ -837,8 +614,8 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
             min = u->scores[i];
     u->unk_score = min - 10;
     u->scores[u->unk_id] = u->unk_score;
-    for (size_t i = 0; i < u->n_atoks; i++) {
-        tok_added *a = &u->atoks[i];
+    for (size_t i = 0; i < u->ad.n; i++) {
+        tok_added *a = &u->ad.atoks[i];
         if (tu_utf8_validate((const uint8_t *)a->content, a->len) != a->len) {
             embd_fail(err, errlen, "added token %d is not valid UTF-8", (int)a->id);
             return false;
@@ -848,31 +625,13 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
     }
     ugm_scratch s;
     memset(&s, 0, sizeof s);
-    for (size_t i = 0; i < u->n_atoks; i++) {
-        tok_added *a = &u->atoks[i];
-        if (!tok_htab_put(&u->added, a->content, a->len, (int32_t)i))
+    for (size_t i = 0; i < u->ad.n; i++) {
+        tok_added *a = &u->ad.atoks[i];
+        size_t nl = 0;
+        bool norm = a->normalized && u->has_norm && a->len;
+        if ((norm && !normalize(u, &s, (const uint8_t *)a->content, a->len, &nl)) ||
+            !tok_addeds_register(&u->ad, i, norm ? s.nb : NULL, nl))
             goto oom_s;
-        if (!a->len) /* DictionarySplitter never matches an empty token */
-            continue;
-        if (a->normalized && u->has_norm) {
-            size_t nl;
-            if (!normalize(u, &s, (const uint8_t *)a->content, a->len, &nl) ||
-                !tok_htab_put(&u->added, s.nb, nl, (int32_t)i))
-                goto oom_s;
-            if (nl) {
-                int64_t node = trie_insert(&u->norm_split, s.nb, nl);
-                if (node < 0)
-                    goto oom_s;
-                u->norm_split.term[node] = 0;
-                u->have_norm_split = true;
-            }
-        } else {
-            int64_t node = trie_insert(&u->raw_split, (const uint8_t *)a->content, a->len);
-            if (node < 0)
-                goto oom_s;
-            u->raw_split.term[node] = 0;
-            u->have_raw_split = true;
-        }
     }
     scratch_free(&s);
     /* the lattice vocabulary, from the model's own strings (transformers.js builds its trie before
@@ -911,8 +670,8 @@ static bool finish(tok_ugm *u, const uint8_t *in_model, char *err, size_t errlen
     }
     u->n_terms = m;
     free(v);
-    for (size_t i = 0; i < u->n_atoks; i++) /* model.vocab[id] = content */
-        if (!set_id_tok(u, u->atoks[i].id, u->atoks[i].content, u->atoks[i].len))
+    for (size_t i = 0; i < u->ad.n; i++) /* model.vocab[id] = content */
+        if (!set_id_tok(u, u->ad.atoks[i].id, u->ad.atoks[i].content, u->ad.atoks[i].len))
             goto oom;
     return true;
 oom_s:
@@ -981,7 +740,7 @@ tok_ugm *tok_ugm_new(const embd_unigram_vocab *v, char *err, size_t errlen)
             continue;
         tok_added a = {.content = u->id_tok[i], .len = strlen(u->id_tok[i]), .id = (int32_t)i,
                        .special = type != 4, .lstrip = type == 3 && !strcmp(u->id_tok[i], "<mask>")};
-        if (!add_atok(u, &a))
+        if (!tok_addeds_push(&u->ad, &a))
             goto oom;
     }
     if (v->charsmap && v->charsmap_len) {
@@ -1087,7 +846,7 @@ tok_ugm *tok_ugm_from_json(const json_t *root, char *err, size_t errlen)
     u->unk_id = (int32_t)json_integer_value(unk);
     json_array_foreach(added, i, val) {
         tok_added a = tok_json_added(val);
-        if (!add_atok(u, &a))
+        if (!tok_addeds_push(&u->ad, &a))
             goto oom;
     }
     const json_t *norm = json_object_get(root, "normalizer");

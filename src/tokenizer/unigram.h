@@ -31,7 +31,7 @@ const char *tok_ugm_token(const tok_ugm *u, int32_t id);
 int32_t tok_ugm_cls_id(const tok_ugm *u);
 int32_t tok_ugm_sep_id(const tok_ugm *u);
 
-/* ---- normalizer pipeline (ugm_norm.c), on code points */
+/* ---- normalizer pipeline (ugm_norm.c), on code points; the BPE tokenizer (bpe.c) uses it too */
 
 
 enum {
@@ -40,9 +40,11 @@ enum {
     UGM_N_NFD,
     UGM_N_NFKC,
     UGM_N_NFKD,
-    UGM_N_REPLACE,     /* literal pattern, or a run of one character (Regex "x{n,}" / "x+") */
+    UGM_N_REPLACE,     /* literal pattern, or a run of one character (Regex "x{n,}" / "x+") or of
+                        * \p{White_Space} (Regex "\s+", "\s{n,}": transformers.js reads \s so) */
     UGM_N_STRIP,
     UGM_N_PREPEND,
+    UGM_N_LOWERCASE,   /* String.toLowerCase: full mappings, final sigma */
 };
 
 typedef struct {
@@ -50,6 +52,7 @@ typedef struct {
     uint32_t *pat, *rep; /* pattern / replacement or prepended text */
     size_t npat, nrep;
     size_t min_run; /* > 0: pat is one character, runs of at least min_run are replaced */
+    bool ws_run;    /* with min_run: the run is of \p{White_Space} (pat unused) */
     bool left, right; /* Strip */
 } ugm_norm_step;
 
@@ -59,5 +62,9 @@ bool ugm_norm_parse(const json_t *norm, ugm_norm_step **steps, size_t *n, char *
 void ugm_norm_free(ugm_norm_step *steps, size_t n);
 /* Applies the steps to in (which is consumed as scratch); the result is *res (a or b). */
 bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, tok_cps *a, tok_cps *b, tok_cps **res);
+/* The same on valid UTF-8 t[0..len), with a and b as scratch: the result as UTF-8 in *buf (grown
+ * with realloc; *cap its size), its length in *out_len. */
+bool ugm_norm_utf8(const ugm_norm_step *steps, size_t n, const uint8_t *t, size_t len, tok_cps *a, tok_cps *b,
+                   uint8_t **buf, size_t *cap, size_t *out_len);
 
 #endif

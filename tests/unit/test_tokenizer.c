@@ -331,9 +331,10 @@ static void test_parity(void **state)
     size_t nf = 0;
     while ((e = readdir(d)) && nf < 64) {
         size_t l = strlen(e->d_name);
-        /* tokens_xlmr.jsonl is the Unigram tokenizer's (test_tokenizer_ugm.c) */
+        /* tokens_xlmr.jsonl is the Unigram tokenizer's (test_tokenizer_ugm.c), tokens_clip.jsonl
+         * the BPE tokenizer's (test_tokenizer_bpe.c) */
         if (!strncmp(e->d_name, "tokens_", 7) && l > 13 && !strcmp(e->d_name + l - 6, ".jsonl") &&
-            strcmp(e->d_name, "tokens_xlmr.jsonl"))
+            strcmp(e->d_name, "tokens_xlmr.jsonl") && strcmp(e->d_name, "tokens_clip.jsonl"))
             snprintf(names[nf++], sizeof names[0], "%s", e->d_name);
     }
     closedir(d);
@@ -688,8 +689,11 @@ static void test_constructors(void **state)
     assert_true(strlen(err) > 0);
     err[0] = 0;
     const char *bpe = "{\"model\":{\"type\":\"BPE\",\"vocab\":{}},\"pre_tokenizer\":{\"type\":\"BertPreTokenizer\"}}";
-    assert_null(embd_tokenizer_from_json(bpe, strlen(bpe), err, sizeof err));
-    assert_non_null(strstr(err, "WordPiece"));
+    assert_null(embd_tokenizer_from_json(bpe, strlen(bpe), err, sizeof err)); /* (test_tokenizer_bpe) */
+    assert_non_null(strstr(err, "BPE model without a vocabulary"));
+    const char *other = "{\"model\":{\"type\":\"WordLevel\",\"vocab\":{\"a\":0}}}";
+    assert_null(embd_tokenizer_from_json(other, strlen(other), err, sizeof err));
+    assert_non_null(strstr(err, "WordLevel is not WordPiece"));
     assert_null(embd_tokenizer_from_json("{", 1, err, sizeof err));
 
     /* minimal vocabulary, types NULL: the five BERT specials are added tokens */

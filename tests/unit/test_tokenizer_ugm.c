@@ -502,7 +502,7 @@ static void test_constructor_errors(void **state)
          "pre_tokenizer"},
         {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0]]},"
          "\"post_processor\":{\"type\":\"RobertaProcessing\",\"cls\":[\"<s>\",1],\"sep\":[\"</s>\",2]},"
-         "\"normalizer\":{\"type\":\"Lowercase\"}}",
+         "\"normalizer\":{\"type\":\"BertNormalizer\"}}",
          "normalizer"},
         {"{\"model\":{\"type\":\"Unigram\",\"unk_id\":0,\"vocab\":[[\"<unk>\",0]]},"
          "\"post_processor\":{\"type\":\"RobertaProcessing\",\"cls\":[\"<s>\",1],\"sep\":[\"</s>\",2]},"

@@ -10,12 +10,16 @@
 // gguf_to_tokenizer_json.py turns into the tokenizer.json encoded here; GGUF_PY_DIR (as ctest sets
 // it) or ~/.cache/embd/llama.cpp-*/src locates it. Lone surrogates become U+FFFD there first, as
 // embd_json_fix_surrogates makes them before any text reaches the tokenizer.
+// tokens_clip.jsonl (node gen_token_fixtures.mjs clip) is CLIP's byte-level BPE tokenizer as
+// tests/clip/make_clip_tokenizer.py generates it (its @config line holds the sha256 of that
+// tokenizer.json); ids without truncation, as the other files.
+import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync, readdirSync, mkdtempSync, rmSync } from 'node:fs';
 import { homedir, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { AutoTokenizer, BertTokenizer, XLMRobertaTokenizer, env } from '@huggingface/transformers';
+import { AutoTokenizer, BertTokenizer, CLIPTokenizer, XLMRobertaTokenizer, env } from '@huggingface/transformers';
 
 const here = dirname(fileURLToPath(import.meta.url));
 const repo = resolve(here, '..', '..');
@@ -273,7 +277,79 @@ function multilingualTexts() {
   return t;
 }
 
+// ---- CLIP (byte-level BPE) from tests/clip/make_clip_tokenizer.py
+function clipTokenizer() {
+  const tmp = mkdtempSync(join(tmpdir(), 'clip-'));
+  try {
+    execFileSync(process.env.PYTHON || 'python3', [join(repo, 'tests', 'clip', 'make_clip_tokenizer.py'), tmp,
+      '--shared', shared], { stdio: 'inherit' });
+    const text = readFileSync(join(tmp, 'tokenizer.json'));
+    const sha256 = createHash('sha256').update(text).digest('hex');
+    const cfg = JSON.parse(readFileSync(join(tmp, 'tokenizer_config.json'), 'utf8'));
+    return { tok: new CLIPTokenizer(JSON.parse(text.toString('utf8')), cfg), sha256 };
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}
+
+function clipTexts() {
+  const t = [];
+  const add = (id, text) => t.push({ id: `clip_${String(t.length).padStart(3, '0')}_${id}`, text });
+  const cp = (...c) => String.fromCodePoint(...c);
+  for (const s of ['a photo of a cat', 'A PHOTO OF A DOG.', 'a diagram', 'two dogs playing in the snow',
+    'The quick brown fox jumps over the lazy dog!', 'an astronaut riding a horse on mars, digital art',
+    'Mr. Smith went to Washington D.C. in 1999.'])
+    add('english', s);
+  for (const s of ["it's", "IT'S", "don't can't won't", "they're we've I'm you'll he'd", "'s 't 're 've 'm 'll 'd",
+    "o'clock rock'n'roll", "'''s", "''", "'", "x'sy 'S 'T 'RE", "l'été", 'it\u2019s curly', "'d'd'd", "' s", "'ss 'ree 'lll"])
+    add('contraction', s);
+  for (const s of ['1', '12', '2024-01-31', '3.14159', '1,000,000', '0xDEADBEEF', '١٢٣ ٤٥', '½ ² ³ ⅻ Ⅻ ①②', '𝟘𝟙𝟚 ０１２',
+    'abc123def', 'v1.2.3-rc4', '٣abc'])
+    add('number', s);
+  for (const s of ['hello, world!', '...', '?!?!', '!!!', '(a) [b] {c}', '--flag=value', 'a+b=c', '@user #tag $5 %20 ^_^',
+    '«quoted» “curly” ‘single’', '—em–en-dash', '<|startoftext|>', '<|endoftext|>', 'a<|endoftext|>b',
+    '<|startoftext|>hello<|endoftext|>', '.<|endoftext|>', '<|ENDOFTEXT|>', '<|endoftext', '<<|endoftext|>>',
+    '<|startoftext|><|startoftext|>', 'x </w> y</w>', '</w>'])
+    add('punct', s);
+  for (const s of ['def f(x):\n    return x * 2  # double', 'for (int i = 0; i < n; i++) { a[i] += b[i]; }',
+    'import numpy as np\nnp.array([1, 2, 3]).reshape(-1, 1)', 'SELECT * FROM t WHERE id = 42;',
+    'https://example.com/path?q=1&r=two#frag', 'user.name+tag@example.co.uk', 'snake_case camelCase PascalCase kebab-case',
+    '\tindented\n\n\nlines\r\n'])
+    add('code', s);
+  for (const s of ['中文', '我们今天去北京大学参观。', '日本語のテキスト ひらがな カタカナ ｶﾀｶﾅ', '한국어 텍스트', '中' + cp(0x20000) + '文',
+    'Привет, мир!', 'Γειά σου Κόσμε! ΟΔΥΣΣΕΥΣ ΣΑΣ', 'مرحبا بالعالم', 'שלום עולם', 'नमस्ते दुनिया', 'ภาษาไทย', 'İstanbul IĞDIR'])
+    add('script', s);
+  for (const s of ['😀', '👨‍👩‍👧‍👦 family', '🏳️‍🌈 🇩🇪🇯🇵', '👍🏽👍🏿', '1️⃣ #️⃣', 'I ❤️ NY', 'cat🐱dog🐶', '✈︎ ✈️', '🤖🧠💡'])
+    add('emoji', s);
+  for (const s of ['café naïve résumé', 'cafe\u0301 nai\u0308ve', 'Å Å Å', 'e\u0301\u0301 \u0301lead', 'ﬁ ﬂ ﬃ', 'ǅ ǆ Ǆ',
+    'Z̤͔ͧ̑̓ä͖̭̈̇lͮ̒ͫǧ̗͚̚o̙̔ͮ̇͐̇', 'ÀÉÎÕÜ', 'ẞ ß', 'K K Ω Ω'])
+    add('accent', s);
+  for (const s of ['', ' ', '   ', '\t', '\n\n', 'a  b', 'a   b    c', '  leading', 'trailing  ', 'a\tb\t\tc',
+    'a\u00A0b\u00A0\u00A0c', 'a\u3000b', 'a\u2002\u2003b', 'a\u200Bb', 'a\uFEFFb', 'a\u0085b', 'a\u2028b\u2029c',
+    'a\u000Bb\u000Cc', 'a\u180Eb', 'a\u1680b', ' \t \n ', 'x\u0000y \u0000'])
+    add('space', s);
+  for (const s of ['a'.repeat(300), 'ab'.repeat(500), 'x'.repeat(50) + ' ' + 'y'.repeat(50), '中'.repeat(300), '!'.repeat(200),
+    'pneumonoultramicroscopicsilicovolcanoconiosis', 'Rindfleischetikettierungsüberwachungsaufgabenübertragungsgesetz',
+    'supercalifragilisticexpialidocious'.repeat(20), '😀'.repeat(100), 'é'.repeat(150)])
+    add('long', s);
+  // over 77 tokens: the C side also checks truncation to 77 on these
+  for (const s of [Array.from({ length: 120 }, (_, i) => `word${i}`).join(' '),
+    'a photo of ' + 'a very '.repeat(60) + 'large cat', '1 2 3 4 5 6 7 8 9 0 '.repeat(12)])
+    add('overlong', s);
+  return t;
+}
+
 const wanted = process.argv.slice(2);
+if (wanted.includes('clip')) {
+  const { tok, sha256 } = clipTokenizer();
+  const stress = stressTexts();
+  const texts = [...clipTexts(), ...edge.map(({ id, text }) => ({ id, text })), ...numpy.filter((_, i) => i % 2 === 0),
+    ...multilingualTexts(), ...stress.filter((x) => !x.id.includes('random')),
+    ...stress.filter((x) => x.id.includes('random')).slice(0, 600)]
+    .map(({ id, text }) => ({ id, text: text.toWellFormed() }));
+  write('tokens_clip.jsonl', [{ id: '@config', model: 'BPE', generator: 'tests/clip/make_clip_tokenizer.py', sha256 },
+    ...encodeAll(tok, texts)]);
+}
 if (wanted.includes('xlmr')) {
   const tok = xlmrTokenizer();
   const numpyFew = numpy.filter((_, i) => i % 4 === 0);
@@ -284,7 +360,7 @@ if (wanted.includes('xlmr')) {
   write('tokens_xlmr.jsonl', [{ id: '@config', gguf: XLMR_GGUF, model: 'Unigram' }, ...encodeAll(tok, texts)]);
 }
 const all = ['bge-small-en-v1.5', 'all-MiniLM-L6-v2'];
-for (const name of wanted.length ? wanted.filter((x) => x !== 'xlmr') : all) {
+for (const name of wanted.length ? wanted.filter((x) => x !== 'xlmr' && x !== 'clip') : all) {
   if (!existsSync(join(models, name, 'tokenizer.json'))) throw new Error(`${name}: no tokenizer.json`);
   write(`tokens_${name}.jsonl`, encodeAll(await loadTokenizer(name), corpus));
 }

@@ -28,12 +28,13 @@ const CTRL = /^(?:\p{Cc}|\p{Cf}|\p{Co}|\p{Cs})$/u;
 const SPACE = /^\s$/u;
 const PUNCT = /^[\p{P}\u0021-\u002F\u003A-\u0040\u005B-\u0060\u007B-\u007E]$/u;
 const MN = /^\p{Mn}$/u;
+const L = /^\p{L}$/u, N = /^\p{N}$/u, WSP = /^\p{White_Space}$/u;
 const CASED = /^\p{Cased}$/u;
 const CASE_IGN = /^\p{Case_Ignorable}$/u;
 const hex = (s) => [...s].map((c) => c.codePointAt(0).toString(16));
 
 const delta = [];
-const cased = [], ignorable = [];
+const cased = [], ignorable = [], letter = [], number = [];
 const addRange = (ranges, cp) => {
   const last = ranges[ranges.length - 1];
   if (last && last[1] === cp - 1) last[1] = cp; else ranges.push([cp, cp]);
@@ -45,7 +46,8 @@ for (const line of cview.split('\n')) {
   const cnfd = right.trim().split(' ');
   const cp = parseInt(cpHex, 16);
   const c = String.fromCodePoint(cp);
-  const flags = (CTRL.test(c) ? 1 : 0) | (SPACE.test(c) ? 2 : 0) | (PUNCT.test(c) ? 4 : 0) | (MN.test(c) ? 8 : 0);
+  const flags = (CTRL.test(c) ? 1 : 0) | (SPACE.test(c) ? 2 : 0) | (PUNCT.test(c) ? 4 : 0) | (MN.test(c) ? 8 : 0) |
+    (WSP.test(c) ? 16 : 0);
   const lower = hex(c.toLowerCase()), nfd = hex(c.normalize('NFD'));
   if (flags !== Number(cflags) || lower.join() !== clower.join() || nfd.join() !== cnfd.join())
     delta.push({ cp, flags, lower, nfd });
@@ -54,6 +56,8 @@ for (let cp = 0; cp <= 0x10FFFF; cp++) {
   const c = String.fromCodePoint(cp);
   if (CASED.test(c)) addRange(cased, cp);
   if (CASE_IGN.test(c)) addRange(ignorable, cp);
+  if (L.test(c)) addRange(letter, cp);
+  if (N.test(c)) addRange(number, cp);
 }
 if (delta.some((d) => d.lower.length > 3 || d.nfd.length > 8)) throw new Error('mapping too long');
 
@@ -85,7 +89,17 @@ static const uint32_t TU_CASE_IGNORABLE[][2] = {
     ${ranges(ignorable)}
 };
 
+/* \\p{L} and \\p{N} (the BPE pre-tokenizer's regex classes). */
+static const uint32_t TU_LETTER[][2] = {
+    ${ranges(letter)}
+};
+
+static const uint32_t TU_NUMBER[][2] = {
+    ${ranges(number)}
+};
+
 #endif
 `;
 writeFileSync(out, text);
-console.log(`${out}: ${delta.length} delta entries, ${cased.length} cased ranges, ${ignorable.length} case-ignorable ranges`);
+console.log(`${out}: ${delta.length} delta entries, ${cased.length} cased ranges, ${ignorable.length} case-ignorable ranges, ` +
+  `${letter.length} letter ranges, ${number.length} number ranges`);
