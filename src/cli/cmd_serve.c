@@ -79,6 +79,8 @@ static void serve_usage(FILE *f, const opt_def *defs, size_t n) {
             "HTTP API: POST /v1/embeddings (OpenAI), /embed (TEI, and {batch_id, chunks}), /tokenize,\n"
             "/rerank and /v1/rerank (cross-encoders only); GET /info, /health, /metrics;\n"
             "with --spool: bulk jobs at /v1/jobs (POST, GET, GET /{id}, /{id}/results, DELETE /{id}).\n"
+            "A CLIP model (embd convert of a CLIPModel): POST /v1/embed/image, /v1/embed/image-batch,\n"
+            "/v1/embed/text and /v1/embeddings (strings that are data: URIs are images).\n"
             "Without --model: $EMBD_MODEL, else the pinned default model (downloaded once into the cache,\n"
             "see `embd pull`). SIGTERM/SIGINT: stop accepting, finish in-flight requests, exit 0.\n"
             "Auth (README \"Security\"): --api-keys-file and/or --hmac-secret-file, or --insecure; SIGHUP\n"
@@ -91,6 +93,7 @@ int cmd_serve(int argc, char **argv) {
     embd_server_opts_default(&o);
     bool no_truncate = false;
     const char *port_s = NULL;
+    double download_timeout = (double)o.fetch.timeout_ms / 1000.0;
     const opt_def defs[] = {
         {"model", "EMBD_MODEL", "GGUF embedding model", T_STR, &o.model_path},
         {"model-name", "EMBD_MODEL_NAME", "name reported in responses (default: file name)", T_STR, &o.model_name},
@@ -169,6 +172,23 @@ int cmd_serve(int argc, char **argv) {
          &o.min_batch},
         {"max-batch", "EMBD_MAX_BATCH", "most tokens per forward pass it grows to (default: --pass-tokens)", T_SIZE,
          &o.max_batch},
+        {"max-image-batch", "EMBD_MAX_IMAGE_BATCH", "CLIP: images per request, else 413 (default 16)", T_SIZE,
+         &o.max_image_batch},
+        {"max-image-pixels", "EMBD_MAX_IMAGE_PIXELS", "CLIP: decoded width x height, else 422 (default 50000000)",
+         T_SIZE, &o.max_image_pixels},
+        {"max-image-requests", "EMBD_MAX_IMAGE_REQUESTS", "CLIP: requests in flight, else 429 (default 64)", T_INT,
+         &o.max_image_requests},
+        {"download-concurrency", "EMBD_DOWNLOAD_CONCURRENCY", "CLIP: image downloads at once per request (default 8)",
+         T_INT, &o.fetch.concurrency},
+        {"download-timeout", "EMBD_DOWNLOAD_TIMEOUT", "CLIP: seconds for one image download (default 30)", T_SECONDS,
+         &download_timeout},
+        {"download-max-bytes", "EMBD_DOWNLOAD_MAX_BYTES", "CLIP: bytes of one downloaded image (default 10485760)",
+         T_SIZE, &o.fetch.max_bytes},
+        {"download-max-redirects", "EMBD_DOWNLOAD_MAX_REDIRECTS", "CLIP: redirects followed (default 3)", T_INT,
+         &o.fetch.max_redirects},
+        {"allow-private-downloads", "EMBD_ALLOW_PRIVATE_DOWNLOADS",
+         "CLIP: allow image URLs on loopback/private/link-local addresses (SSRF guard off)", T_BOOL,
+         &o.fetch.allow_private},
     };
     const size_t nd = sizeof defs / sizeof defs[0];
     char err[256];
@@ -219,6 +239,12 @@ int cmd_serve(int argc, char **argv) {
         o.port = (int)p;
     }
     o.truncate = !no_truncate;
+    o.fetch.timeout_ms = (long)(download_timeout * 1000.0);
+    if (o.fetch.timeout_ms < 1 || o.fetch.concurrency < 1 || o.max_image_batch > 4096) {
+        fprintf(stderr, "embd serve: --download-timeout and --download-concurrency must be positive, "
+                        "--max-image-batch at most 4096\n");
+        return EMBD_EXIT_USAGE;
+    }
     /* Before a default model is downloaded: a server that would refuse to start says so now. */
     embd_auth *auth = embd_auth_new(&o.auth, err, sizeof err);
     if (!auth) {

@@ -19,6 +19,7 @@ static bool has_prefix(const char *s, size_t len, const char *p) {
 
 /* An image source; problems with one item stay with that item (image batches keep going). */
 static void parse_image(json_t *v, embd_clip_item *it) {
+    it->kind = EMBD_CITEM_URL; /* an image whatever happens below: never read as text */
     json_t *url = json_is_object(v) ? json_object_get(v, "url") : NULL;
     json_t *b64 = json_is_object(v) ? json_object_get(v, "b64") : NULL;
     if (json_is_object(v)) {

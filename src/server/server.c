@@ -14,12 +14,15 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "engine/clip.h"
 #include "engine/embed.h"
 #include "server/api.h"
 #include "server/guard.h"
 #include "server/json_depth.h"
 #include "server/jobs.h"
+#include "server/api_clip.h"
 #include "server/api_collections.h"
+#include "server/clip_run.h"
 #include "server/metrics.h"
 #include "server/ratelimit.h"
 #include "util/sys.h"
@@ -31,7 +34,11 @@ enum { ST_LOADING, ST_READY, ST_DRAINING };
 typedef struct {
     embd_server_opts o;
     struct MHD_Daemon *d;
-    embd_model *model;
+    embd_model *model; /* a text encoder or cross-encoder, or else: */
+    embd_clip *clip;   /* a CLIP model, run in this process by clip_run (no scheduler, no workers) */
+    embd_clip_runner *clip_run;
+    embd_clip_limits clim;
+    _Atomic int clip_inflight; /* request threads running the CLIP pipeline */
     embd_encoder *enc; /* in-process inference (--workers 0) */
     embd_device dev;   /* where inference runs (the workers' device; this process stays off the GPU) */
     embd_encoder_stats dev_seen; /* in-process GPU events already counted in the metrics */
@@ -51,7 +58,10 @@ typedef struct {
     _Atomic long active; /* requests between their first byte and their completion */
 } server;
 
-typedef enum { R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_JOBS, R_COLLECTIONS, R_OTHER } route;
+typedef enum {
+    R_EMBEDDINGS, R_EMBED, R_RERANK, R_V1_RERANK, R_TOKENIZE, R_INFO, R_HEALTH, R_METRICS, R_JOBS, R_COLLECTIONS,
+    R_EMBED_IMAGE, R_EMBED_IMAGE_BATCH, R_EMBED_TEXT, R_OTHER
+} route;
 
 static const struct {
     const char *path;
@@ -63,6 +73,8 @@ static const struct {
     [R_HEALTH] = {"/health", "GET"},             [R_METRICS] = {"/metrics", "GET"},
     [R_JOBS] = {"/v1/jobs", NULL}, /* a prefix; api_jobs.c routes and checks methods */
     [R_COLLECTIONS] = {"/v1/collections", NULL}, /* a prefix; api_collections.c routes the rest */
+    [R_EMBED_IMAGE] = {"/v1/embed/image", "POST"}, [R_EMBED_IMAGE_BATCH] = {"/v1/embed/image-batch", "POST"},
+    [R_EMBED_TEXT] = {"/v1/embed/text", "POST"},
     [R_OTHER] = {"other", NULL},
 };
 
@@ -86,6 +98,11 @@ typedef struct {
     bool have_rr;
     embd_job *job;
     size_t *map; /* job item -> request item */
+    /* a CLIP request on its own thread (clip_thread) */
+    embd_clip_req cr;
+    bool have_cr, clip_started;
+    int clip_status;
+    char *clip_body;
     embd_principal who;
     bool sig_pending; /* a signed request: its HMAC is checked once the body is complete */
 } req;
@@ -417,6 +434,95 @@ static enum MHD_Result handle_rerank(req *q, json_t *root, bool bad_utf8) {
     return submit_job(q);
 }
 
+/* ---- CLIP models ------------------------------------------------------------------------- */
+
+/* Downloads can take the download timeout and a pass seconds: never on an HTTP thread. */
+static void *clip_thread(void *arg) {
+    req *q = arg;
+    server *s = q->s;
+    const int dim = embd_clip_get_info(s->clip)->dim;
+    embd_clip_result *res = calloc(q->cr.n, sizeof *res);
+    float *vecs = malloc(q->cr.n * (size_t)dim * sizeof *vecs);
+    embd_api_error e;
+    char *body = NULL;
+    if (!res || !vecs) embd_api_fail(&e, 503, "out_of_memory", -1, "out of memory");
+    else if (!embd_clip_run(s->clip_run, &q->cr, res, vecs, &e))
+        body = embd_api_clip_response(&q->cr, res, dim, s->model_name, &e);
+    free(res), free(vecs);
+    pthread_mutex_lock(&q->mu);
+    q->clip_status = body ? 200 : e.status;
+    q->clip_body = body ? body : embd_api_error_json(&e);
+    q->finished = true;
+    if (q->suspended) {
+        q->suspended = false;
+        MHD_resume_connection(q->conn);
+    }
+    pthread_mutex_unlock(&q->mu);
+    atomic_fetch_sub(&s->clip_inflight, 1);
+    return NULL;
+}
+
+static enum MHD_Result handle_clip(req *q, json_t *root, bool bad_utf8) {
+    server *s = q->s;
+    embd_api_error e;
+    embd_clip_route cr = q->r == R_EMBED_IMAGE         ? EMBD_CLIP_IMAGE
+                         : q->r == R_EMBED_IMAGE_BATCH ? EMBD_CLIP_IMAGE_BATCH
+                         : q->r == R_EMBED_TEXT        ? EMBD_CLIP_TEXT
+                                                       : EMBD_CLIP_OPENAI;
+    if (embd_api_clip_parse(root, cr, bad_utf8, &s->clim, &q->cr, &e)) {
+        json_decref(root);
+        return send_error(q, &e, NULL);
+    }
+    q->have_cr = true;
+    if (atomic_fetch_add(&s->clip_inflight, 1) >= s->o.max_image_requests) {
+        atomic_fetch_sub(&s->clip_inflight, 1);
+        const char *hdr[] = {MHD_HTTP_HEADER_RETRY_AFTER, "1", NULL};
+        embd_api_fail(&e, 429, "overloaded", -1, "%d requests are already running; retry in 1 s",
+                      s->o.max_image_requests);
+        return send_error(q, &e, hdr);
+    }
+    pthread_attr_t at;
+    pthread_t th;
+    pthread_attr_init(&at);
+    pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+    pthread_mutex_lock(&q->mu);
+    q->clip_started = !pthread_create(&th, &at, clip_thread, q);
+    pthread_attr_destroy(&at);
+    if (!q->clip_started) {
+        pthread_mutex_unlock(&q->mu);
+        atomic_fetch_sub(&s->clip_inflight, 1);
+        return fail(q, 503, "overloaded", "%s", "cannot start a request thread");
+    }
+    if (!q->finished) {
+        MHD_suspend_connection(q->conn);
+        q->suspended = true;
+        pthread_mutex_unlock(&q->mu);
+        return MHD_YES;
+    }
+    pthread_mutex_unlock(&q->mu);
+    char *body = q->clip_body;
+    q->clip_body = NULL;
+    return send_body(q, q->clip_status, "application/json", body, NULL);
+}
+
+/* What a CLIP model does not serve, and the CLIP routes on other models. true when answered. */
+static bool clip_wrong_model(req *q, enum MHD_Result *answered) {
+    server *s = q->s;
+    bool clip_route = q->r == R_EMBED_IMAGE || q->r == R_EMBED_IMAGE_BATCH || q->r == R_EMBED_TEXT;
+    if (!s->clip && clip_route)
+        *answered = fail(q, 400, "not_a_clip_model",
+                         "model '%s' is not a CLIP model: images and /v1/embed/text need one (embd convert a CLIPModel)",
+                         s->model_name);
+    else if (s->clip && !clip_route && q->r != R_EMBEDDINGS)
+        *answered = fail(q, 400, "clip_model",
+                         "model '%s' is a CLIP model: use /v1/embed/image, /v1/embed/image-batch, /v1/embed/text or "
+                         "/v1/embeddings",
+                         s->model_name);
+    else
+        return false;
+    return true;
+}
+
 /* ---- small endpoints --------------------------------------------------------------------- */
 
 /* --pooling if given, else the model's. */
@@ -425,8 +531,35 @@ static const char *served_pooling(const server *s) {
     return embd_pooling_name(p == EMBD_POOL_UNSPECIFIED ? s->model->info.pooling : p);
 }
 
+static enum MHD_Result handle_info_clip(req *q) {
+    server *s = q->s;
+    const embd_clip_info *ci = embd_clip_get_info(s->clip);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:i, s:s, "
+                          "s:s, s:s, s:b, s:{s:I, s:f, s:I, s:i, s:b}}",
+                          "model_id", s->model_name, "model_path", s->o.model_path, "model_dtype", ci->weight_type,
+                          "architecture", "clip", "model_type", "clip", "dimensions", ci->dim, "image_size",
+                          ci->image_size, "patch_size", ci->patch_size, "max_input_length", ci->text_ctx,
+                          "vision_layers", ci->vision_layers, "text_layers", ci->text_layers, "max_image_batch",
+                          (json_int_t)s->o.max_image_batch, "max_client_batch_size", (json_int_t)s->o.max_items,
+                          "max_image_pixels", (json_int_t)s->o.max_image_pixels, "request_timeout_s",
+                          s->o.request_timeout, "threads", s->threads, "version", EMBD_VERSION, "device", ci->device,
+                          "device_description", s->dev.desc, "auto_truncate", s->o.truncate, "downloads",
+                          "concurrency", (json_int_t)s->o.fetch.concurrency, "timeout_s",
+                          (double)s->o.fetch.timeout_ms / 1000.0, "max_bytes", (json_int_t)s->o.fetch.max_bytes,
+                          "max_redirects", s->o.fetch.max_redirects, "allow_private", s->o.fetch.allow_private);
+    json_t *sec = j ? embd_auth_info(s->auth) : NULL;
+    if (sec) {
+        json_object_set_new(j, "auth", json_string(embd_auth_mode(s->auth)));
+        json_object_set_new(j, "security", sec);
+    }
+    char *body = j ? json_dumps(j, JSON_COMPACT) : NULL;
+    json_decref(j);
+    return send_json(q, 200, body);
+}
+
 static enum MHD_Result handle_info(req *q) {
     server *s = q->s;
+    if (s->clip) return handle_info_clip(q);
     const embd_model_info *hp = &s->model->info;
     json_t *j = json_pack(
         "{s:s, s:s, s:s, s:s, s:s, s:{s:{s:s}}, s:i, s:i, s:i, s:I, s:I, s:I, s:I, s:I, s:f, s:i, s:s, s:b}", "model_id",
@@ -468,7 +601,8 @@ static enum MHD_Result handle_info(req *q) {
 static enum MHD_Result handle_metrics(req *q) {
     server *s = q->s;
     bool ready = atomic_load(&s->state) != ST_LOADING;
-    const embd_model_info *hp = ready ? &s->model->info : NULL;
+    const embd_model_info *hp = ready && s->model ? &s->model->info : NULL;
+    const embd_clip_info *ci = ready && s->clip ? embd_clip_get_info(s->clip) : NULL;
     embd_metrics_info mi = {
         .model_name = s->model_name,
         .model_path = s->o.model_path,
@@ -480,6 +614,10 @@ static enum MHD_Result handle_metrics(req *q) {
         .version = EMBD_VERSION,
         .device = s->dev.name,
     };
+    if (ci) {
+        mi.arch = "clip", mi.quant = ci->weight_type, mi.dims = ci->dim, mi.max_tokens = ci->text_ctx;
+        mi.pooling = "clip";
+    }
     if (ready && s->enc) { /* in-process encoder: publish what is new */
         embd_encoder_stats st;
         pthread_mutex_lock(&s->dev_mu);
@@ -526,11 +664,13 @@ static enum MHD_Result dispatch(req *q) {
         snprintf(lim, sizeof lim, "%zu", s->o.max_payload_bytes);
         return fail(q, 413, "payload_too_large", "the request body is larger than the limit of %s bytes", lim);
     }
+    enum MHD_Result answered;
+    if (clip_wrong_model(q, &answered)) return answered;
     if (q->r == R_JOBS) {
         q->status = embd_jobs_http(s->jobs, q->conn, q->method, q->url, q->body, q->len);
         return q->status ? MHD_YES : MHD_NO;
     }
-    const bool reranker = embd_model_is_reranker(s->model), rerank = q->r == R_RERANK || q->r == R_V1_RERANK;
+    const bool reranker = s->model && embd_model_is_reranker(s->model), rerank = q->r == R_RERANK || q->r == R_V1_RERANK;
     if (rerank && !reranker)
         return fail(q, 400, "not_a_reranker", "model '%s' is an embedding model; reranking needs a cross-encoder",
                     s->model_name);
@@ -548,6 +688,7 @@ static enum MHD_Result dispatch(req *q) {
     bool bad_utf8 = false;
     json_t *root = embd_api_parse_body(q->body ? q->body : "", q->len, &bad_utf8, &e);
     if (!root) return send_error(q, &e, NULL);
+    if (s->clip) return handle_clip(q, root, bad_utf8);
     if (q->r == R_TOKENIZE) return handle_tokenize(q, root, bad_utf8);
     if (rerank) return handle_rerank(q, root, bad_utf8);
     return handle_embed(q, root, bad_utf8);
@@ -617,6 +758,11 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
         return MHD_YES;
     }
     if (q->job) return respond_job(q); /* resumed: the scheduler is done with it */
+    if (q->clip_started) {             /* resumed: clip_thread is done with it */
+        char *body = q->clip_body;
+        q->clip_body = NULL;
+        return send_body(q, q->clip_status, "application/json", body, NULL);
+    }
     embd_guard_body_done(s->guard, socket_ctx(conn));
     if (q->status) return MHD_YES;     /* answered early (401, 403, 404, 405, 413, 429) */
     enum MHD_Result answered;
@@ -644,6 +790,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
         fprintf(stderr, "embd: %s %d %.1f ms\n", ROUTES[q->r].path, status, dt * 1e3);
     if (q->have_er) embd_embed_req_free(&q->er);
     if (q->have_rr) embd_rerank_req_free(&q->rr);
+    if (q->have_cr) embd_clip_req_free(&q->cr);
+    free(q->clip_body);
     free(q->map);
     free(q->body);
     pthread_mutex_destroy(&q->mu);
@@ -675,6 +823,10 @@ void embd_server_opts_default(embd_server_opts *o) {
     o->workers = 1;
     o->worker_timeout = 10;
     o->min_batch = 64;
+    o->max_image_batch = 16;
+    o->max_image_pixels = 50000000; /* PIL's own bomb warning threshold is 89 M */
+    o->max_image_requests = 64;
+    embd_fetch_opts_default(&o->fetch);
 }
 
 static int resolve(const char *host, int port, struct sockaddr_storage *ss, char *err, size_t errlen) {
@@ -729,6 +881,25 @@ static void start_inference(server *s, char *err, size_t errlen) {
         s->threads = embd_encoder_threads(s->enc);
     }
     s->sched = embd_sched_new_exec(&x, &s->o.sched, s->metrics, err, errlen);
+}
+
+/* A CLIP model runs in this process, one pass at a time (clip_run), without the text scheduler. */
+static int start_clip(server *s, char *err, size_t errlen) {
+    if (s->o.spool_dir || s->o.data_dir)
+        return embd_fail(err, errlen, "%s is for text embedding models, not CLIP models",
+                         s->o.spool_dir ? "--spool" : "--data-dir");
+    if (s->o.workers > 1 || s->o.autoscale)
+        fprintf(stderr, "embd: CLIP models run in the server process: --workers ignored\n");
+    if (!(s->clip = embd_clip_load(s->o.model_path, s->dev.name, s->o.threads, err, errlen))) return -1;
+    embd_clip_run_opts ro = {.fetch = s->o.fetch, .max_pixels = s->o.max_image_pixels, .truncate = s->o.truncate};
+    if (!(s->clip_run = embd_clip_runner_new(s->clip, &ro))) return embd_fail(err, errlen, "out of memory");
+    const embd_clip_info *ci = embd_clip_get_info(s->clip);
+    s->threads = s->o.threads > 0 ? s->o.threads : embd_cpu_count();
+    s->clim = (embd_clip_limits){.max_image_batch = s->o.max_image_batch, .max_items = s->o.max_items,
+                                 .max_input_chars = s->o.max_input_chars, .model_name = s->model_name};
+    fprintf(stderr, "embd: CLIP %s: %s, %d dims, %dx%d images, %d text tokens, on %s\n", s->model_name,
+            ci->weight_type, ci->dim, ci->image_size, ci->image_size, ci->text_ctx, ci->device);
+    return 0;
 }
 
 static void wait_idle(server *s, double until) {
@@ -820,6 +991,13 @@ int embd_server_run(const embd_server_opts *opts) {
 
     /* With workers, this process needs only the tokenizer and the metadata: its copy stays on the CPU. */
     embd_model_params mp = {.tokenizer_json = s->o.tokenizer_json, .device = s->o.workers > 0 || s->o.autoscale ? "cpu" : s->dev.name};
+    if (embd_gguf_is_clip(s->o.model_path)) {
+        if (start_clip(s, err, sizeof err)) {
+            fprintf(stderr, "embd: %s\n", err);
+            goto out;
+        }
+        goto ready;
+    }
     s->model = embd_model_load(s->o.model_path, &mp, err, sizeof err);
     if (s->model && embd_device_is_gpu(&s->dev)) {
         fprintf(stderr, "embd: inference on %s (%s)\n", s->dev.name, s->dev.desc);
@@ -847,10 +1025,15 @@ int embd_server_run(const embd_server_opts *opts) {
                                .n_vocab = s->model->info.n_vocab,
                                .model_name = s->model_name,
                                .model = s->model};
+ready:
     atomic_store(&s->state, ST_READY);
-    fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
-            s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, s->threads, s->o.host,
-            port);
+    if (s->clip)
+        fprintf(stderr, "embd: ready: %s (CLIP, %d dims, %d threads) on http://%s:%d\n", s->model_name,
+                embd_clip_get_info(s->clip)->dim, s->threads, s->o.host, port);
+    else
+        fprintf(stderr, "embd: ready: %s (%s, %d dims, %d tokens, %d threads) on http://%s:%d\n", s->model_name,
+                s->model->info.weight_type, s->model->info.n_embd, s->model->info.n_ctx, s->threads, s->o.host,
+                port);
 
     /* Wakes twice a second to cut connections past their deadline; SIGHUP reloads the keys. */
     int sig = 0;
@@ -881,6 +1064,9 @@ out:
     embd_jobs_free(s->jobs); /* before the scheduler stops: its last chunk completes */
     /* Jobs still queued end with "shutting down"; their connections resume and get that answer. */
     embd_sched_stop(s->sched, false);
+    /* CLIP request threads resume their connections, so the daemon outlives them; each is bounded
+     * by the download timeout and one pass. */
+    while (atomic_load(&s->clip_inflight) > 0) usleep(20000);
     if (s->d) {
         wait_idle(s, embd_now() + 2);
         MHD_stop_daemon(s->d);
@@ -892,6 +1078,8 @@ out:
     if (exit_code == 0) fprintf(stderr, "embd: stopped\n");
     embd_encoder_free(s->enc);
     embd_model_free(s->model);
+    embd_clip_runner_free(s->clip_run);
+    embd_clip_free(s->clip);
     embd_metrics_free(s->metrics);
     embd_guard_free(s->guard);
     embd_ratelimit_free(s->rl);

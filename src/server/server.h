@@ -5,6 +5,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "image/fetch.h"
 #include "scheduler/sched.h"
 #include "server/auth.h"
 
@@ -43,6 +44,11 @@ typedef struct {
     size_t max_memory;          /* memory budget in bytes (workers only); 0: ... */
     double max_memory_percent;  /* ... min(cgroup limit, this % of RAM); 0: 70, not measured at start */
     size_t min_batch, max_batch; /* adaptive forward-pass size bounds (tokens); max 0: pass_tokens */
+    /* CLIP models (/v1/embed/image, /v1/embed/image-batch, /v1/embed/text) */
+    size_t max_image_batch;     /* images per request (default 16) */
+    size_t max_image_pixels;    /* decoded width x height, else the image is refused (bombs) */
+    int max_image_requests;     /* CLIP requests in flight at once, else 429 (default 64) */
+    embd_fetch_opts fetch;      /* image downloads: concurrency, timeout, size, redirects, SSRF */
 } embd_server_opts;
 
 void embd_server_opts_default(embd_server_opts *o);

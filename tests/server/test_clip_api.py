@@ -1,0 +1,348 @@
+"""CLIP over HTTP (issue 8): /v1/embed/image, /v1/embed/image-batch, /v1/embed/text and data-URI
+images in /v1/embeddings on a real `embd serve` of a random-weight CLIP GGUF (tests/clip/
+gen_hf_clip.py, tiny shapes, converted by `embd convert`). Images are generated with PIL and
+served by a loopback HTTP server that can also be slow, fail, redirect or send too much.
+
+What is checked: every way of sending an image gives the same vector, and that vector is the one
+`embd clip-embed` computes from PIL's own preprocessing of the image; batches keep input order
+with per-item errors (download failures, timeouts, bad bytes, bombs, non-http URLs) while the good
+items succeed; the SSRF guard refuses loopback URLs unless allowed; limits give clear 4xx; the
+text tower matches the CLI; the server shuts down cleanly (no sanitizer report)."""
+import base64
+import http.server
+import io
+import json
+import os
+import socketserver
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import common  # noqa: E402
+from common import BIN, TMP, Server, cosine, request  # noqa: E402
+
+CLIP_DIR = os.path.join(common.SOURCE, "tests", "clip")
+PY = os.environ.get("EMBD_PYTHON") or sys.executable
+MAX_BYTES = 200_000
+TIMEOUT_S = 2
+
+
+def make_model():
+    hf = os.path.join(TMP, "clip-hf")
+    gguf = os.path.join(TMP, "clip-tiny-f32.gguf")
+    subprocess.run([PY, os.path.join(CLIP_DIR, "gen_hf_clip.py"), "tiny", hf], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run([BIN, "convert", hf, gguf, "--type", "f32"], check=True, stdout=subprocess.DEVNULL)
+    return hf, gguf
+
+
+# ---- images -----------------------------------------------------------------------------
+def encode(im, fmt, **kw):
+    b = io.BytesIO()
+    im.save(b, fmt, **kw)
+    return b.getvalue()
+
+
+def gradient(w, h, seed):
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w]
+    a = np.stack([(x * 255 // max(w - 1, 1)), (y * 255 // max(h - 1, 1)), (x + y) % 256], -1).astype(np.int32)
+    a = (a + rng.integers(0, 40, a.shape)) % 256
+    return Image.fromarray(a.astype(np.uint8), "RGB")
+
+
+def bomb_png():
+    """A valid PNG header declaring 30000 x 30000 pixels, with almost no data."""
+    import struct
+    import zlib
+    def chunk(t, d):
+        return struct.pack(">I", len(d)) + t + d + struct.pack(">I", zlib.crc32(t + d) & 0xFFFFFFFF)
+    ihdr = struct.pack(">IIBBBBB", 30000, 30000, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 100)) + chunk(b"IEND", b"")
+
+
+IMAGES = {
+    "a.png": encode(gradient(300, 200, 1), "PNG"),
+    "b.jpg": encode(gradient(257, 431, 2), "JPEG", quality=90),
+    "c.webp": encode(gradient(224, 224, 3), "WEBP", lossless=True),
+    "gray.jpg": encode(gradient(180, 120, 4).convert("L"), "JPEG", quality=92),
+    "cmyk.jpg": encode(gradient(160, 160, 5).convert("CMYK"), "JPEG", quality=92),
+    "small.png": encode(gradient(17, 9, 6), "PNG"),
+}
+TRUNCATED = IMAGES["a.png"][: len(IMAGES["a.png"]) // 2]
+BOMB = bomb_png()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def send(self, code, body=b"", ctype="application/octet-stream", extra=()):
+        self.send_response(code)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(body)))
+        for k, v in extra:
+            self.send_header(k, v)
+        self.end_headers()
+        try:
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the server gave up on a slow download: what the test wants
+
+    def do_GET(self):  # noqa: N802 - http.server's name
+        p = self.path
+        if p.startswith("/img/") and p[5:] in IMAGES:
+            return self.send(200, IMAGES[p[5:]], "image/*")
+        if p == "/truncated":
+            return self.send(200, TRUNCATED, "image/png")
+        if p == "/bomb":
+            return self.send(200, BOMB, "image/png")
+        if p == "/slow":
+            time.sleep(TIMEOUT_S + 2)
+            return self.send(200, IMAGES["a.png"], "image/png")
+        if p == "/big":
+            return self.send(200, b"\0" * (MAX_BYTES + 1), "image/png")
+        if p == "/redirect":
+            return self.send(302, extra=[("Location", "/img/a.png")])
+        if p == "/loop":
+            return self.send(302, extra=[("Location", "/loop")])
+        if p == "/tofile":
+            return self.send(302, extra=[("Location", "file:///etc/passwd")])
+        if p == "/500":
+            return self.send(500, b"oops", "text/plain")
+        return self.send(404, b"no", "text/plain")
+
+
+class ThreadedServer(socketserver.ThreadingMixIn, http.server.HTTPServer):
+    daemon_threads = True
+
+
+def start_images():
+    srv = ThreadedServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv, f"http://127.0.0.1:{srv.server_address[1]}"
+
+
+def data_uri(name):
+    return "data:image/x;base64," + base64.b64encode(IMAGES[name]).decode()
+
+
+# ---- the reference: PIL preprocessing + `embd clip-embed` ---------------------------------
+def pil_pixels(data, size, mean, std):
+    """CLIPImageProcessor: RGB, bicubic resize of the shortest side, center crop, normalise."""
+    im = Image.open(io.BytesIO(data)).convert("RGB")
+    w, h = im.size
+    short, long_ = (w, h) if w <= h else (h, w)
+    new_short, new_long = size, int(size * long_ / short)
+    nw, nh = (new_short, new_long) if w <= h else (new_long, new_short)
+    im = im.resize((nw, nh), Image.BICUBIC)
+    top, left = (nh - size) // 2, (nw - size) // 2
+    a = np.asarray(im, dtype=np.float32)[top:top + size, left:left + size] / 255.0
+    a = (a - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return a.transpose(2, 0, 1)
+
+
+def cli_embed(gguf, pixels=None, texts=()):
+    args = [BIN, "clip-embed", "--model", gguf, "--threads", "2"]
+    if pixels is not None:
+        path = os.path.join(TMP, f"px-{time.monotonic_ns()}.npy")
+        np.save(path, np.asarray(pixels, np.float32))
+        args += ["--pixels", path]
+    for t in texts:
+        args += ["--text", t]
+    out = subprocess.run(args, check=True, capture_output=True, text=True).stdout
+    return [np.asarray(json.loads(l)["embedding"], np.float64) for l in out.splitlines() if l.strip()]
+
+
+def check(cond, msg):
+    if not cond:
+        raise AssertionError(msg)
+
+
+def near(a, b, what, tol=0.9999):
+    c = cosine(a, b)
+    check(c >= tol, f"{what}: cosine {c:.6f} < {tol}")
+
+
+def main():
+    hf, gguf = make_model()
+    with open(os.path.join(hf, "preprocessor_config.json")) as f:
+        pp = json.load(f)
+    size = pp["crop_size"]["height"] if isinstance(pp.get("crop_size"), dict) else pp["crop_size"]
+    mean, std = pp["image_mean"], pp["image_std"]
+    srv_img, base = start_images()
+
+    ref_names = ["a.png", "b.jpg", "c.webp", "gray.jpg", "small.png"]
+    ref = dict(zip(ref_names, cli_embed(gguf, pixels=np.stack([pil_pixels(IMAGES[n], size, mean, std)
+                                                                for n in ref_names]))))
+    texts = ["a photo of a cat", "a diagram of a neural network", ""]
+    ref_text = dict(zip(texts, cli_embed(gguf, texts=texts)))
+
+    with Server("--allow-private-downloads", "--download-timeout", str(TIMEOUT_S), "--download-max-bytes",
+                str(MAX_BYTES), "--max-image-batch", "16", "--max-image-requests", "3", model=gguf) as s:
+        info = s.get("/info").json()
+        check(info["architecture"] == "clip" and info["model_type"] == "clip", info)
+        dim = info["dimensions"]
+        check(info["image_size"] == size and info["max_image_batch"] == 16, info)
+        check(s.get("/health").status == 200, "health")
+
+        # one image, three ways, all equal to the reference
+        for body in ({"image": {"url": base + "/img/a.png"}}, {"image": base + "/img/a.png"},
+                     {"image": {"b64": base64.b64encode(IMAGES["a.png"]).decode()}}, {"image": data_uri("a.png")},
+                     {"image": {"url": base + "/redirect"}}):
+            r = s.post("/v1/embed/image", body)
+            check(r.status == 200, f"{body if 'b64' not in str(body) else 'b64'}: {r}")
+            j = r.json()
+            check(j["dimensions"] == dim and len(j["embedding"]) == dim, j.keys())
+            check(abs(np.linalg.norm(j["embedding"]) - 1) < 1e-4, "not unit length")
+            near(j["embedding"], ref["a.png"], "single a.png")
+
+        # a batch: good items succeed in place, each failure is its own
+        batch = [
+            {"url": base + "/img/b.jpg"},         # 0 ok
+            {"url": base + "/missing"},           # 1 404
+            data_uri("c.webp"),                   # 2 ok
+            {"url": base + "/truncated"},         # 3 corrupt
+            {"url": base + "/slow"},              # 4 timeout
+            "ftp://127.0.0.1/x.png",              # 5 scheme
+            {"url": base + "/bomb"},              # 6 too many pixels
+            {"url": base + "/img/gray.jpg"},      # 7 ok
+            {"url": base + "/big"},               # 8 too large
+            {"b64": "!!!not base64!!!"},          # 9 bad base64
+            {"url": base + "/loop"},              # 10 redirect loop
+            {"url": base + "/tofile"},            # 11 redirect to file://
+            {"url": base + "/500"},               # 12 server error
+            {"url": base + "/img/small.png"},     # 13 ok (upscaled)
+            {"url": base + "/img/cmyk.jpg"},      # 14 ok
+            {"nope": 1},                          # 15 not an image object
+        ]
+        t0 = time.monotonic()
+        r = s.post("/v1/embed/image-batch", {"images": batch})
+        dt = time.monotonic() - t0
+        check(r.status == 200, r)
+        j = r.json()
+        data = j["data"]
+        check([d["index"] for d in data] == list(range(len(batch))), "order")
+        ok = {0: "b.jpg", 2: "c.webp", 7: "gray.jpg", 13: "small.png"}
+        for i, d in enumerate(data):
+            if i in ok:
+                check("embedding" in d, f"item {i} failed: {d}")
+                near(d["embedding"], ref[ok[i]], f"batch item {i} ({ok[i]})")
+            elif i == 14:
+                check("embedding" in d, f"CMYK JPEG failed: {d}")
+            else:
+                check("error" in d and d["error"]["message"], f"item {i} should fail: {d}")
+        types = {i: data[i]["error"]["type"] for i in range(len(batch)) if "error" in data[i]}
+        for i in (1, 4, 8, 10, 11, 12):
+            check(types[i] == "download_failed", f"item {i}: {data[i]}")
+        for i in (3, 5, 6, 9, 15):
+            check(types[i] == "invalid_image", f"item {i}: {data[i]}")
+        check("404" in data[1]["error"]["message"], data[1])
+        check("500" in data[12]["error"]["message"], data[12])
+        check("pixel" in data[6]["error"]["message"].lower(), data[6])
+        check(j["succeeded"] == 5 and j["failed"] == 11, (j["succeeded"], j["failed"]))
+        # downloads run concurrently: the slow one bounds the request, the others do not add up
+        check(dt < TIMEOUT_S + 6, f"batch took {dt:.1f} s")
+
+        # limits and malformed requests: clear 4xx, nothing run
+        bad = [
+            ("/v1/embed/image-batch", {"images": [data_uri("a.png")] * 17}, 413),
+            ("/v1/embed/image-batch", {"images": []}, 422),
+            ("/v1/embed/image-batch", {"images": "x"}, 422),
+            ("/v1/embed/image-batch", {}, 422),
+            ("/v1/embed/image", {}, 422),
+            ("/v1/embed/image", {"image": [data_uri("a.png")]}, 422),
+            ("/v1/embed/image", {"image": {"url": "file:///etc/passwd"}}, 422),
+            ("/v1/embed/image", {"image": {"url": base + "/missing"}}, 422),
+            ("/v1/embed/image", {"image": {"b64": base64.b64encode(TRUNCATED).decode()}}, 422),
+            ("/v1/embed/image", {"image": {"url": "x", "b64": "y"}}, 422),
+            ("/v1/embed/text", {"text": 5}, 422),
+            ("/v1/embed/text", {"text": []}, 422),
+            ("/v1/embed/text", "[1,2", 422),
+            ("/v1/embeddings", {"input": [data_uri("a.png")] * 17}, 413),
+            ("/v1/embeddings", {"input": ["data:image/png;base64,@@@"]}, 422),
+            ("/v1/embeddings", {"input": "x", "encoding_format": "int8"}, 422),
+        ]
+        for path, body, status in bad:
+            r = s.post(path, body)
+            check(r.status == status, f"{path} {str(body)[:80]}: expected {status}, got {r}")
+            r.error()
+        for path in ("/embed", "/rerank", "/tokenize"):
+            r = s.post(path, {"inputs": "x", "query": "q", "texts": ["a"]})
+            check(r.status == 400 and r.error()["type"] == "clip_model", f"{path}: {r}")
+
+        # text tower
+        r = s.post("/v1/embed/text", {"text": texts[0]})
+        check(r.status == 200, r)
+        j = r.json()
+        near(j["embedding"], ref_text[texts[0]], "single text")
+        check(j["usage"]["prompt_tokens"] > 2, j["usage"])
+        r = s.post("/v1/embed/text", {"text": texts})
+        check(r.status == 200, r)
+        for d, t in zip(r.json()["data"], texts):
+            near(d["embedding"], ref_text[t], f"text {t!r}")
+        r = s.post("/v1/embed/text", {"text": "word " * 500})  # truncated to the context, as HF does
+        check(r.status == 200 and r.json()["usage"]["prompt_tokens"] == info["max_input_length"], r)
+
+        # OpenAI shape: texts and data-URI images mixed, in order; base64 output
+        r = s.post("/v1/embeddings", {"input": [texts[1], data_uri("b.jpg"), texts[0]], "model": "clip"})
+        check(r.status == 200, r)
+        d = r.json()["data"]
+        check([x["index"] for x in d] == [0, 1, 2] and all(x["object"] == "embedding" for x in d), d)
+        near(d[0]["embedding"], ref_text[texts[1]], "openai text")
+        near(d[1]["embedding"], ref["b.jpg"], "openai image")
+        near(d[2]["embedding"], ref_text[texts[0]], "openai text 2")
+        r = s.post("/v1/embeddings", {"input": data_uri("c.webp"), "encoding_format": "base64"})
+        check(r.status == 200, r)
+        near(common.b64_floats(r.json()["data"][0]["embedding"]), ref["c.webp"], "openai base64")
+
+        # concurrent requests give the same answers
+        def one(name):
+            return s.post("/v1/embed/image", {"image": {"url": f"{base}/img/{name}"}})
+        rs = common.run_threads(one, [("a.png",), ("b.jpg",), ("c.webp",)])
+        for r, name in zip(rs, ("a.png", "b.jpg", "c.webp")):
+            check(not isinstance(r, BaseException) and r.status == 200, f"{name}: {r}")
+            near(r.json()["embedding"], ref[name], f"concurrent {name}")
+
+        # backpressure: with 3 requests stuck on slow downloads, a 4th gets 429 at once
+        slow = [threading.Thread(target=lambda: s.post("/v1/embed/image", {"image": base + "/slow"}), daemon=True)
+                for _ in range(3)]
+        for t in slow:
+            t.start()
+        time.sleep(0.8)
+        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
+        check(r.status == 429 and r.error()["type"] == "overloaded" and "retry-after" in r.headers, r)
+        for t in slow:
+            t.join(30)
+        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
+        check(r.status == 200, f"after the slow ones: {r}")
+        m = s.metrics()
+        check(common.requests_total(m, "/v1/embed/image-batch", "200") >= 1, "metrics")
+
+    # the SSRF guard is on by default: loopback URLs are refused, inline images still work
+    with Server(model=gguf) as s:
+        r = s.post("/v1/embed/image-batch", {"images": [{"url": base + "/img/a.png"}, data_uri("a.png"),
+                                                        {"url": "http://169.254.169.254/latest/meta-data"}]})
+        check(r.status == 200, r)
+        d = r.json()["data"]
+        check("error" in d[0] and d[0]["error"]["type"] == "download_failed", d[0])
+        msg = d[0]["error"]["message"].lower()
+        check("private" in msg or "loopback" in msg or "not allowed" in msg, d[0])
+        near(d[1]["embedding"], ref["a.png"], "inline image on the guarded server")
+        check("error" in d[2], d[2])
+
+    # a text model does not serve the CLIP routes
+    with Server() as s:
+        for path in ("/v1/embed/image", "/v1/embed/image-batch", "/v1/embed/text"):
+            r = s.post(path, {"image": data_uri("a.png")})
+            check(r.status == 400 and r.error()["type"] == "not_a_clip_model", f"{path}: {r}")
+    srv_img.shutdown()
+    print("ok: CLIP HTTP API")
+
+
+if __name__ == "__main__":
+    main()
