@@ -1,6 +1,7 @@
-/* PNG through libpng, converted to RGB as PIL's convert("RGB") does: palette looked up, alpha and
- * tRNS dropped (not composited), 1/2/4-bit grey scaled to 0..255, 16-bit samples reduced to their
- * high byte, except 16-bit grey without alpha, which PIL reads as mode "I" and clips to 255.
+/* PNG through libpng, converted to RGB as PIL's convert("RGB") does: palette looked up (indices
+ * past PLTE grey, as in PIL), alpha and tRNS dropped (not composited), 1/2/4-bit grey scaled to
+ * 0..255, 16-bit samples reduced to their high byte, except 16-bit grey without alpha, which PIL
+ * reads as mode "I" and clips to 255.
  * No gamma or colour-profile correction (PIL applies none). Debian's libpng has no APNG support:
  * the acTL chunk is caught as an unknown chunk to refuse animations. */
 #include <setjmp.h>
@@ -45,6 +46,18 @@ static int on_chunk(png_structp p, png_unknown_chunkp c) {
     if (memcmp(c->name, "acTL", 4) || c->size < 8) return 0;
     s->frames = (uint32_t)c->data[0] << 24 | (uint32_t)c->data[1] << 16 | (uint32_t)c->data[2] << 8 | c->data[3];
     return 1;
+}
+
+/* Indices past the end of PLTE: PIL's palette starts as a grey ramp (entry i = (i, i, i)) that
+ * PLTE overwrites; libpng would give black. Pad PLTE with the ramp to the depth's full size. */
+static void pad_palette(png_structp png, png_infop info, int depth) {
+    png_colorp pal = NULL;
+    int num = 0, full = 1 << depth;
+    if (!png_get_PLTE(png, info, &pal, &num) || num >= full) return;
+    png_color padded[256];
+    memcpy(padded, pal, (size_t)num * sizeof *padded);
+    for (int i = num; i < full; i++) padded[i].red = padded[i].green = padded[i].blue = (png_byte)i;
+    png_set_PLTE(png, info, padded, full);
 }
 
 /* One decoded row (after libpng's transforms) to RGB. */
@@ -94,7 +107,10 @@ int embd_png_decode(const uint8_t *d, size_t n, size_t max_pixels, embd_image *o
         return embd_fail(err, errlen, "%s", src.msg);
     }
     bool grey16 = ctype == PNG_COLOR_TYPE_GRAY && depth == 16;
-    if (ctype == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (ctype == PNG_COLOR_TYPE_PALETTE) {
+        pad_palette(png, info, depth);
+        png_set_palette_to_rgb(png);
+    }
     if (ctype == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
     if (depth == 16 && !grey16) png_set_strip_16(png); /* the high byte, as PIL's ";16B" unpackers */
     int passes = png_set_interlace_handling(png);

@@ -174,6 +174,9 @@ def good_images():
     g["png_grey4_raw"] = png_raw(rng.randint(0, 16, (251, 230)), 0, 4)
     g["png_rgb_adam7_raw"] = png_raw(np.asarray(rand_img(333, 277)), 2, 8, interlace=True)
     g["png_grey16_adam7_raw"] = png_raw(rng.randint(0, 300, (77, 91)), 0, 16, interlace=True)
+    # indices past the end of PLTE: PIL's palette is a grey ramp under PLTE
+    g["png_palette_short_raw"] = png_raw(rng.randint(0, 256, (40, 50)), 3, 8, extra=chunk(b"PLTE", bytes(range(30))))
+    g["png_palette_short_4bit_raw"] = png_raw(rng.randint(0, 16, (41, 51)), 3, 4, extra=chunk(b"PLTE", bytes(range(9))))
     g["png_grey_trns_raw"] = png_raw(rng.randint(0, 256, (50, 60)), 0, 8, extra=chunk(b"tRNS", b"\0\x10"))
     g["jpeg_rgb_641x479"] = encode(rand_img(641, 479), "JPEG", quality=90)
     g["jpeg_420_odd_333x517"] = encode(rand_img(333, 517), "JPEG", quality=85, subsampling=2)
