@@ -101,6 +101,11 @@ static bool grow(void **p, size_t *cap, size_t n, size_t elem) {
     return true;
 }
 
+/* Inputs the graph does not read (the full causal mask of a one-layer tower) get no memory. */
+static void set_input(struct ggml_tensor *t, const void *data, size_t bytes) {
+    if (t->buffer) ggml_backend_tensor_set(t, data, 0, bytes);
+}
+
 static int compute(embd_clip *c, struct ggml_cgraph *gf, char *err, size_t errlen) {
     if (ggml_backend_graph_compute(c->backend, gf) != GGML_STATUS_SUCCESS)
         return embd_fail(err, errlen, "CLIP graph compute failed on %s", c->dev.name);
@@ -150,8 +155,8 @@ int clip_run_vision(embd_clip *c, const float *pixels, int n, float *out, char *
     ggml_free(ctx);
     if (!ggml_gallocr_alloc_graph(c->alloc, gf))
         return embd_fail(err, errlen, "cannot allocate %s compute memory for %d images", c->dev.name, n);
-    ggml_backend_tensor_set(patches, c->stage, 0, n_patch * sizeof *c->stage);
-    ggml_backend_tensor_set(sel, c->istage, 0, (size_t)n * sizeof *c->istage);
+    set_input(patches, c->stage, n_patch * sizeof *c->stage);
+    set_input(sel, c->istage, (size_t)n * sizeof *c->istage);
     if (compute(c, gf, err, errlen)) return -1;
     ggml_backend_tensor_get(x, out, 0, (size_t)n * c->info.dim * sizeof *out);
     return 0;
@@ -201,10 +206,10 @@ int clip_run_text(embd_clip *c, const int32_t *const *ids, const int *lens, int 
     ggml_free(ctx);
     if (!ggml_gallocr_alloc_graph(c->alloc, gf))
         return embd_fail(err, errlen, "cannot allocate %s compute memory for %d texts", c->dev.name, n);
-    ggml_backend_tensor_set(in_ids, tok, 0, (size_t)L * n * sizeof *tok);
-    ggml_backend_tensor_set(sel, selv, 0, (size_t)n * sizeof *selv);
-    ggml_backend_tensor_set(in_mask, mask, 0, (size_t)L * L * sizeof *mask);
-    ggml_backend_tensor_set(in_mask_sel, mask_sel, 0, (size_t)L * n * sizeof *mask_sel);
+    set_input(in_ids, tok, (size_t)L * n * sizeof *tok);
+    set_input(sel, selv, (size_t)n * sizeof *selv);
+    set_input(in_mask, mask, (size_t)L * L * sizeof *mask);
+    set_input(in_mask_sel, mask_sel, (size_t)L * n * sizeof *mask_sel);
     if (compute(c, gf, err, errlen)) return -1;
     ggml_backend_tensor_get(x, out, 0, (size_t)n * c->info.dim * sizeof *out);
     return 0;

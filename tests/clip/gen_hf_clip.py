@@ -12,6 +12,7 @@ hand, preprocessor_config.json, and the CLIP BPE tokenizer of make_clip_tokenize
                    the current preprocessor_config.json layout (size / crop_size objects)
         tiny-gelu  tiny with hidden_act gelu in both towers and eos_token_id 49407 (pool at the
                    first <|endoftext|>), BF16 weights
+        tiny-1layer  tiny with one layer per tower (the last layer is also the first)
 --tokenizer-dir: a directory make_clip_tokenizer.py already wrote (else it is run into OUT_DIR).
 """
 import argparse
@@ -36,6 +37,7 @@ KINDS = {
     "real": ((512, 12, 8, 2048), (768, 12, 12, 3072), 512, "F16"),
     "tiny": ((64, 2, 4, 256), (64, 2, 4, 256), 32, "F32"),
     "tiny-gelu": ((64, 2, 4, 256), (64, 2, 4, 256), 32, "BF16"),
+    "tiny-1layer": ((64, 1, 4, 256), (64, 1, 4, 256), 32, "F32"),
 }
 VOCAB, CTX, IMAGE, PATCH = 49408, 77, 224, 32
 

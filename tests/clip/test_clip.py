@@ -3,7 +3,7 @@
 float64 numpy reference (clip_ref.py) on random weights.
 
 1. Conversion: tiny (quick_gelu, legacy argmax pooling, F32 source) to f32/f16/q8_0, tiny-gelu
-   (gelu, pooling at the first eos, BF16 source) to f16, and openai/clip-vit-base-patch32's real
+   (gelu, pooling at the first eos, BF16 source) to f16, tiny-1layer to f32, and openai/clip-vit-base-patch32's real
    shapes (F16 source) to f16. The GGUF holds llama.cpp's clip keys and tensor names with the
    expected shapes and types, the image processor settings and the whole tokenizer.json.
 2. Numbers: text (via --text and --ids) and image (pixel .npy) embeddings vs the reference:
@@ -347,11 +347,11 @@ def main():
     np.save(px_path, pixels)
     ids_extra = [[49406, 320, 1000, 49407], [49406] + list(range(500, 575)) + [49407]]
 
-    hf = {k: os.path.join(TMP, "hf-" + k) for k in ("tiny", "tiny-gelu", "real")}
+    hf = {k: os.path.join(TMP, "hf-" + k) for k in ("tiny", "tiny-gelu", "tiny-1layer", "real")}
     for k, d in hf.items():
         if k == "real" and os.environ.get("CLIP_SKIP_REAL"):
             continue
-        gen.gen(k, d, seed={"tiny": 1, "tiny-gelu": 2, "real": 3}[k], tok_dir=tok)
+        gen.gen(k, d, seed={"tiny": 1, "tiny-gelu": 2, "tiny-1layer": 4, "real": 3}[k], tok_dir=tok)
 
     ref = ClipRef(hf["tiny"])
     cfg = json.load(open(os.path.join(hf["tiny"], "config.json")))
@@ -367,6 +367,10 @@ def main():
     check_structure(hf["tiny-gelu"], gm, "f16", json.load(open(os.path.join(hf["tiny-gelu"], "config.json"))))
     check_numbers("tiny-gelu f16", gm, gref, px_path, pixels, "f16", ids_extra)
     check_pooling("tiny-gelu f16 (eos pooling)", gm, gref, argmax=False)
+
+    oref = ClipRef(hf["tiny-1layer"])
+    om = convert(hf["tiny-1layer"], os.path.join(TMP, "tiny-1layer-f32.gguf"), "f32")
+    check_numbers("tiny-1layer f32", om, oref, px_path, pixels, "f32", ids_extra)
 
     check_bad_gguf(models["f32"], hf["tiny"])
     check_bad_hf(hf["tiny"])
