@@ -118,31 +118,6 @@ def tokenizer_files(out_dir, tok_dir=None):
             shutil.copy(os.path.join(tok_dir, n), os.path.join(out_dir, n))
 
 
-def placeholder_tokenizer(out_dir):
-    """Until embd's tokenizer reads CLIP's BPE: a WordPiece tokenizer.json (bge-small's) padded to
-    CLIP's 49408 ids, [CLS] at 49406 and [SEP] at 49407 where <|startoftext|> and <|endoftext|> are."""
-    shared = os.environ.get("EMBD_SHARED_DIR") or os.path.join(HERE, "..", "..", "..", "shared")
-    with open(os.path.join(shared, "models", "bge-small-en-v1.5", "tokenizer.json")) as f:
-        j = json.load(f)
-    vocab = {t: i for t, i in j["model"]["vocab"].items()}
-    toks = [None] * VOCAB
-    for t, i in vocab.items():
-        toks[i] = t
-    for i in range(VOCAB):
-        toks[i] = toks[i] or f"[unused_{i}]"
-    for name, new in (("[CLS]", VOCAB - 2), ("[SEP]", VOCAB - 1)):
-        old = vocab[name]
-        toks[old], toks[new] = toks[new], toks[old]
-    j["model"]["vocab"] = {t: i for i, t in enumerate(toks)}
-    ids = j["model"]["vocab"]
-    for a in j["added_tokens"]:
-        a["id"] = ids[a["content"]]
-    for name, v in j["post_processor"]["special_tokens"].items():
-        v["ids"] = [ids[name]]
-    with open(os.path.join(out_dir, "tokenizer.json"), "w") as f:
-        json.dump(j, f)
-
-
 def gen(kind, out_dir, seed=0, tok_dir=None):
     os.makedirs(out_dir, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -155,8 +130,6 @@ def gen(kind, out_dir, seed=0, tok_dir=None):
     with open(os.path.join(out_dir, "preprocessor_config.json"), "w") as f:
         json.dump(preprocessor(kind), f, indent=2)
     tokenizer_files(out_dir, tok_dir)
-    if os.environ.get("CLIP_PLACEHOLDER_TOKENIZER"):
-        placeholder_tokenizer(out_dir)
 
 
 def main():

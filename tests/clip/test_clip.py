@@ -335,9 +335,6 @@ def check_bad_hf(good):
 
 
 def main():
-    # TEMPORARY: embd's tokenizer does not read CLIP's BPE yet (another change adds it); until then the
-    # generated models carry a WordPiece stand-in of the same size (gen_hf_clip.placeholder_tokenizer).
-    os.environ.setdefault("CLIP_PLACEHOLDER_TOKENIZER", "1")
     shutil.rmtree(os.path.join(TMP, "bad"), ignore_errors=True)
     os.makedirs(TMP, exist_ok=True)
     tok = tokenizer_dir()
