@@ -43,9 +43,12 @@ typedef struct {
 /* CLIP's processor: shortest edge 224, center crop 224x224, 1/255, OpenAI CLIP mean/std. */
 void embd_image_prep_clip(embd_image_prep *p);
 
-/* Output size of embd_image_preprocess for im: 3 * out_h * out_w floats. */
+/* Output size of embd_image_preprocess for im: 3 * out_h * out_w floats (the crop size when
+ * cropping; without a crop, 0 x 0 where the resized image would be refused). */
 void embd_image_prep_size(const embd_image *im, const embd_image_prep *p, int *out_h, int *out_w);
-/* Writes the normalised CHW float tensor to out. Returns 0, or -1 with err (out of memory). */
+/* Writes the normalised CHW float tensor to out. Returns 0, or -1 with err (out of memory, or a
+ * resized side over 2^24 pixels, e.g. a 1 x 100000 strip at 224: aspect ratio too extreme). Only
+ * the pixels inside the crop are resampled, so the cost follows the crop, not the resized size. */
 int embd_image_preprocess(const embd_image *im, const embd_image_prep *p, float *out, char *err, size_t errlen);
 
 #endif
