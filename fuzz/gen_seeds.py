@@ -236,6 +236,37 @@ def bpe_seeds():
         write(T, name, bytes([sel]) + cut_utf8(x["text"].encode("utf-8"), 2048))
     write(T, "bad_utf8", b"\x05caf\xc3\xa9 \xe4\xb8\xad\xff<X>")
     write(T, "added_paths", b"\x80 a <X>  b\t<X>c NA\xc3\x8fVE na\xc3\xafve <|endoftext|>x<|startoftext|>")
+    # a small CLIP-shaped tokenizer.json for the JSON reader: 512 byte symbols, a few merges in both
+    # formats, added tokens; and the same with a refused option
+    b2u = [chr(b) if (33 <= b <= 126 or 161 <= b <= 172 or b >= 174) else None for b in range(256)]
+    k = 0
+    for b in range(256):
+        if b2u[b] is None:
+            b2u[b] = chr(256 + k)
+            k += 1
+    vocab = {c: i for i, c in enumerate(b2u + [c + "</w>" for c in b2u])}
+    merges = ["t h", "th e</w>", "a n", "an d</w>", "c a", ["ca", "t</w>"], "\u00c3 \u00a9</w>"]
+    for m in merges:
+        a, b = m.split(" ") if isinstance(m, str) else m
+        vocab.setdefault(a + b, len(vocab))
+    sot, eot = len(vocab), len(vocab) + 1
+    vocab.update({"<|startoftext|>": sot, "<|endoftext|>": eot})
+    clip = {"added_tokens": [{"id": sot, "content": "<|startoftext|>", "normalized": True, "special": True},
+                             {"id": eot, "content": "<|endoftext|>", "normalized": True, "special": True},
+                             {"id": eot + 1, "content": "<X>", "normalized": False, "special": True, "lstrip": True}],
+            "normalizer": {"type": "Sequence", "normalizers": [
+                {"type": "NFC"}, {"type": "Replace", "pattern": {"Regex": "\\s+"}, "content": " "}, {"type": "Lowercase"}]},
+            "pre_tokenizer": {"type": "Sequence", "pretokenizers": [
+                {"type": "Split", "pattern": {"Regex": "<\\|startoftext\\|>|<\\|endoftext\\|>|'s|'t|'re|'ve|'m|'ll|'d|"
+                                                      "[\\p{L}]+|[\\p{N}]|[^\\s\\p{L}\\p{N}]+"},
+                 "behavior": "Removed", "invert": True},
+                {"type": "ByteLevel", "add_prefix_space": False, "trim_offsets": True, "use_regex": False}]},
+            "post_processor": {"type": "RobertaProcessing", "sep": ["<|endoftext|>", eot], "cls": ["<|startoftext|>", sot]},
+            "model": {"type": "BPE", "dropout": None, "unk_token": "<|endoftext|>", "continuing_subword_prefix": "",
+                      "end_of_word_suffix": "</w>", "fuse_unk": False, "vocab": vocab, "merges": merges}}
+    write("fuzz_tokenizer_json", "bpe_clip_small.json", json.dumps(clip, ensure_ascii=False))
+    clip["model"]["byte_fallback"] = True
+    write("fuzz_tokenizer_json", "bpe_clip_byte_fallback.json", json.dumps(clip, ensure_ascii=False))
 
 
 def safetensors_seeds():
