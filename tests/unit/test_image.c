@@ -6,9 +6,10 @@
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <stdio.h> /* before jpeglib.h, which uses FILE */
+#include <jpeglib.h>
 #include <openssl/evp.h>
 #include <png.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -267,6 +268,99 @@ static void test_decode_refusals(void **state) {
     }
 }
 
+/* A w x h JPEG from the given samples (nc components, in_cs), stored as jpeg_cs, optionally with a
+ * custom scan script (progressive). */
+static uint8_t *make_jpeg(const uint8_t *px, int w, int h, int nc, J_COLOR_SPACE in_cs, J_COLOR_SPACE jpeg_cs,
+                          const jpeg_scan_info *scans, int nscans, unsigned long *len) {
+    struct jpeg_compress_struct c;
+    struct jpeg_error_mgr e;
+    c.err = jpeg_std_error(&e);
+    jpeg_create_compress(&c);
+    unsigned char *buf = NULL;
+    jpeg_mem_dest(&c, &buf, len);
+    c.image_width = (JDIMENSION)w, c.image_height = (JDIMENSION)h, c.input_components = nc, c.in_color_space = in_cs;
+    jpeg_set_defaults(&c);
+    jpeg_set_colorspace(&c, jpeg_cs);
+    jpeg_set_quality(&c, 100, TRUE);
+    if (scans) c.scan_info = scans, c.num_scans = nscans;
+    jpeg_start_compress(&c, TRUE);
+    while (c.next_scanline < c.image_height) {
+        JSAMPROW row = (JSAMPROW)(px + (size_t)c.next_scanline * w * nc);
+        jpeg_write_scanlines(&c, &row, 1);
+    }
+    jpeg_finish_compress(&c);
+    jpeg_destroy_compress(&c);
+    return buf;
+}
+
+/* PIL's reading of a stored 4-component sample (inverted CMYK) as RGB, for one channel. */
+static int pil_cmyk(int stored, int stored_k) {
+    int nk = stored_k, t = (255 - stored) * nk + 128;
+    return nk - (((t >> 8) + t) >> 8);
+}
+
+static void test_decode_jpeg_ycck(void **state) {
+    (void)state;
+    /* flat 8x8 blocks of different inks, so that q100 compression keeps them within a level or two */
+    enum { W = 32, H = 16 };
+    uint8_t px[W * H * 4];
+    for (int y = 0; y < H; y++)
+        for (int x = 0; x < W; x++)
+            for (int c = 0; c < 4; c++) px[(y * W + x) * 4 + c] = (uint8_t)(((x / 8) * 60 + (y / 8) * 90 + c * 45) % 256);
+    for (int ycck = 0; ycck < 2; ycck++) {
+        unsigned long len = 0;
+        uint8_t *jpg = make_jpeg(px, W, H, 4, JCS_CMYK, ycck ? JCS_YCCK : JCS_CMYK, NULL, 0, &len);
+        embd_image im;
+        char err[256];
+        assert_int_equal(embd_image_decode(jpg, len, NULL, &im, err, sizeof err), 0);
+        int worst = 0;
+        for (int y = 0; y < H; y++)
+            for (int x = 0; x < W; x++) {
+                if (x % 8 == 0 || x % 8 == 7 || y % 8 == 0 || y % 8 == 7) continue; /* block edges: upsampling */
+                const uint8_t *s = px + (y * W + x) * 4;
+                for (int c = 0; c < 3; c++) {
+                    int d = abs(im.rgb[(y * W + x) * 3 + c] - pil_cmyk(s[c], s[3]));
+                    if (d > worst) worst = d;
+                }
+            }
+        if (worst > 4) fail_msg("%s: off by %d from PIL's inverted-CMYK reading", ycck ? "YCCK" : "CMYK", worst);
+        embd_image_free(&im);
+        free(jpg);
+    }
+}
+
+static void test_decode_jpeg_scan_cap(void **state) {
+    (void)state;
+    /* A valid progressive greyscale JPEG of 1 + 63 * 11 = 694 scans: every AC coefficient on its
+     * own, refined one bit at a time. Real encoders write about ten; each scan is a pass over the
+     * whole image, so the decoder stops at 500. */
+    enum { NS = 1 + 63 * 11 };
+    static jpeg_scan_info scans[NS];
+    int n = 0;
+    scans[n++] = (jpeg_scan_info){.comps_in_scan = 1, .component_index = {0}, .Ss = 0, .Se = 0, .Ah = 0, .Al = 0};
+    for (int k = 1; k <= 63; k++) {
+        scans[n++] = (jpeg_scan_info){.comps_in_scan = 1, .Ss = k, .Se = k, .Ah = 0, .Al = 10};
+        for (int al = 9; al >= 0; al--)
+            scans[n++] = (jpeg_scan_info){.comps_in_scan = 1, .Ss = k, .Se = k, .Ah = al + 1, .Al = al};
+    }
+    assert_int_equal(n, NS);
+    uint8_t px[16 * 16];
+    for (int i = 0; i < 256; i++) px[i] = (uint8_t)(i * 7);
+    unsigned long len = 0;
+    uint8_t *jpg = make_jpeg(px, 16, 16, 1, JCS_GRAYSCALE, JCS_GRAYSCALE, scans, NS, &len);
+    embd_image im;
+    char err[256];
+    assert_int_equal(embd_image_decode(jpg, len, NULL, &im, err, sizeof err), -1);
+    assert_non_null(strstr(err, "more than 500 progressive scans"));
+    free(jpg);
+    /* the first 496 of those scans (coefficients 1..45) are under the cap: decoded */
+    jpg = make_jpeg(px, 16, 16, 1, JCS_GRAYSCALE, JCS_GRAYSCALE, scans, 1 + 45 * 11, &len);
+    assert_int_equal(embd_image_decode(jpg, len, NULL, &im, err, sizeof err), 0);
+    assert_int_equal(im.w, 16);
+    embd_image_free(&im);
+    free(jpg);
+}
+
 /* ---- preprocessing ---------------------------------------------------------------------------- */
 
 static embd_image synth(int w, int h, uint8_t (*f)(int x, int y, int c)) {
@@ -416,6 +510,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_addr_classes),      cmocka_unit_test(test_base64),
         cmocka_unit_test(test_decode_png),        cmocka_unit_test(test_decode_refusals),
+        cmocka_unit_test(test_decode_jpeg_ycck),  cmocka_unit_test(test_decode_jpeg_scan_cap),
         cmocka_unit_test(test_prep_sizes),        cmocka_unit_test(test_prep_crop_offsets),
         cmocka_unit_test(test_prep_resize),       cmocka_unit_test(test_fetch_local_refusals),
     };
