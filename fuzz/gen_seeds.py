@@ -173,6 +173,73 @@ def gguf_seeds(tok_json):
     write(T, "header_only.gguf", m1[:24])
 
 
+def clip_seeds(tok_json):
+    """A micro two-tower CLIP GGUF in embd convert's layout (tests/clip) and broken variants."""
+    T = "fuzz_clip_gguf"
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import numpy as np
+    from gen_random_model import import_gguf
+    gguf = import_gguf()
+    rng = np.random.default_rng(3)
+    V = len(json.loads(tok_json)["model"]["vocab"])
+    W, F, P, CTX, IMG, PATCH = 4, 8, 4, 4, 4, 2
+    tmp = os.path.join(OUT, ".tmp-clip")
+    os.makedirs(tmp, exist_ok=True)
+
+    def model(name, **kv):
+        path = os.path.join(tmp, name)
+        w = gguf.GGUFWriter(path, "clip")
+        keys = {"clip.has_text_encoder": True, "clip.has_vision_encoder": True, "clip.vision.image_size": IMG,
+                "clip.vision.patch_size": PATCH, "clip.text.context_length": CTX}
+        for tw in ("text", "vision"):
+            keys.update({f"clip.{tw}.embedding_length": W, f"clip.{tw}.feed_forward_length": F,
+                         f"clip.{tw}.block_count": 1, f"clip.{tw}.attention.head_count": 2,
+                         f"clip.{tw}.projection_dim": P})
+        keys.update(kv)
+        for k, v in keys.items():
+            if isinstance(v, bool):
+                w.add_bool(k, v)
+            elif v is not None:
+                w.add_uint32(k, v)
+        w.add_float32("clip.text.attention.layer_norm_epsilon", 1e-5)
+        w.add_string("clip.vision.hidden_act", "gelu")
+        w.add_array("clip.vision.image_mean", [0.5, 0.5, 0.5])
+        w.add_array("clip.vision.image_std", [0.25, 0.25, 0.25])
+        w.add_string("tokenizer.huggingface.json", tok_json)
+
+        def t(n, *shape):
+            w.add_tensor(n, rng.standard_normal(shape).astype(np.float32))
+        for p in ("t", "v"):
+            for m in ("attn_q", "attn_k", "attn_v", "attn_out"):
+                t(f"{p}.blk.0.{m}.weight", W, W), t(f"{p}.blk.0.{m}.bias", W)
+            for m in ("ln1", "ln2"):
+                t(f"{p}.blk.0.{m}.weight", W), t(f"{p}.blk.0.{m}.bias", W)
+            t(f"{p}.blk.0.ffn_up.weight", F, W), t(f"{p}.blk.0.ffn_up.bias", F)
+            t(f"{p}.blk.0.ffn_down.weight", W, F), t(f"{p}.blk.0.ffn_down.bias", W)
+            t(f"{p}.post_ln.weight", W), t(f"{p}.post_ln.bias", W), t(f"{p}.projection.weight", P, W)
+        t("t.token_embd.weight", V, W), t("t.position_embd.weight", CTX, W)
+        w.add_tensor("v.patch_embd.weight", rng.standard_normal((W, 3, PATCH, PATCH)).astype(np.float16))
+        t("v.class_embd", W), t("v.position_embd.weight", (IMG // PATCH) ** 2 + 1, W)
+        t("v.pre_ln.weight", W), t("v.pre_ln.bias", W)
+        w.write_header_to_file()
+        w.write_kv_data_to_file()
+        w.write_tensors_to_file()
+        w.close()
+        with open(path, "rb") as f:
+            data = f.read()
+        assert len(data) < MAX_GGUF, (name, len(data))
+        write(T, name, data)
+        return data
+
+    m = model("micro_clip.gguf")
+    model("micro_mmproj.gguf", **{"clip.has_text_encoder": False})
+    model("micro_bad_patch.gguf", **{"clip.vision.patch_size": 3})
+    model("micro_no_ctx.gguf", **{"clip.text.context_length": None})
+    shutil.rmtree(tmp)
+    write(T, "micro_clip_truncated.gguf", m[: len(m) - 100])
+    write(T, "micro_clip_header_only.gguf", m[:24])
+
+
 def reader_seeds():
     T = "fuzz_reader_line"
     lines = [line for _, line, _ in edge_cases() if len(line) <= 300]
@@ -407,7 +474,10 @@ if __name__ == "__main__":
     tokenizer_seeds()
     jsonfix_seeds()
     reader_seeds()
-    gguf_seeds(tokenizer_json_seeds())
+    tok_json = tokenizer_json_seeds()
+    gguf_seeds(tok_json)
+    shutil.rmtree(os.path.join(OUT, "fuzz_clip_gguf"), ignore_errors=True)
+    clip_seeds(tok_json)
     unigram_seeds()
     bpe_seeds()
     safetensors_seeds()
