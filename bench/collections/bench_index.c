@@ -186,6 +186,7 @@ int main(int argc, char **argv) {
         return 2;
     }
 
+    setvbuf(stdout, NULL, _IOLBF, 0); /* progress visible when redirected to a log */
     const int d = (int)dim;
     const size_t N = (size_t)n, Q = (size_t)nq, K = (size_t)k;
     uint64_t rs = (uint64_t)seed;
