@@ -185,6 +185,9 @@ def good_images():
     cmyk = encode(rand_img(250, 230, "CMYK"), "JPEG", quality=90)
     g["jpeg_cmyk_adobe_250x230"] = cmyk
     g["jpeg_cmyk_no_adobe_250x230"] = strip_app14(cmyk)
+    # PIL cannot write YCCK: this one was made with libjpeg (jpeg_set_colorspace(JCS_YCCK), q90)
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "ycck_97x61.jpg"), "rb") as f:
+        g["jpeg_ycck_97x61"] = f.read()
     g["webp_lossy_401x299"] = encode(rand_img(401, 299), "WEBP", quality=80)
     g["webp_lossless_301x199"] = encode(rand_img(301, 199), "WEBP", lossless=True)
     g["webp_lossy_alpha_257x263"] = encode(rand_img(257, 263, "RGBA"), "WEBP", quality=70)
