@@ -1,5 +1,6 @@
 /* An HTTP request body as embd serve sees it: repair + parse (embd_api_parse_body), validation in
- * both shapes (OpenAI, TEI / chunks), then the response built from fake results. Besides "no
+ * both shapes (OpenAI, TEI / chunks) and the four CLIP shapes, then the response built from fake
+ * results. Besides "no
  * crash": a rejected request always names a 4xx status and a type; an accepted one has between 1
  * and max_items items (chunks: up to max_items) and its response is valid JSON. */
 #include <jansson.h>
@@ -7,6 +8,7 @@
 
 #include "fuzz_common.h"
 #include "server/api.h"
+#include "server/api_clip.h"
 
 enum { N_EMBD = 8 };
 
@@ -51,6 +53,49 @@ static void run_shape(json_t *root, embd_shape shape)
     embd_embed_req_free(&r);
 }
 
+/* CLIP: image batches answer per item; the other shapes answer whole or fail with a 4xx. */
+static void run_clip(json_t *root, embd_clip_route route, bool bad_utf8)
+{
+    static const float vec[N_EMBD] = {0.5f, -0.5f, 0.5f, 0, 0, 0, 0, -0.5f};
+    const embd_clip_limits lim = {.max_image_batch = 4, .max_items = 16, .max_input_chars = 64, .model_name = "m"};
+    embd_clip_req r;
+    embd_api_error e;
+    if (embd_api_clip_parse(json_incref(root), route, bad_utf8, &lim, &r, &e)) {
+        json_decref(root);
+        check_error(&e);
+        return;
+    }
+    FUZZ_CHECK(r.n >= 1 && r.n <= (route == EMBD_CLIP_IMAGE ? 1 : route == EMBD_CLIP_IMAGE_BATCH ? 4 : 16));
+    embd_clip_result *res = calloc(r.n, sizeof *res);
+    FUZZ_CHECK(res);
+    size_t images = 0;
+    for (size_t i = 0; i < r.n; i++) {
+        const embd_clip_item *it = &r.items[i];
+        FUZZ_CHECK(it->bad || it->s);
+        if (it->kind != EMBD_CITEM_TEXT) images++;
+        if (it->kind == EMBD_CITEM_URL && !it->bad) FUZZ_CHECK(it->len >= 7 && !memchr(it->s, 0, it->len));
+        res[i] = (embd_clip_result){.ok = !it->bad && i % 3 != 2, .vec = vec, .n_tokens = 2, .status = 422,
+                                    .type = "invalid_image", .message = "x"};
+    }
+    FUZZ_CHECK(route != EMBD_CLIP_TEXT || images == 0);
+    FUZZ_CHECK(route == EMBD_CLIP_TEXT || route == EMBD_CLIP_OPENAI || images == r.n);
+    char *body = embd_api_clip_response(&r, res, N_EMBD, "m", &e);
+    bool all_ok = true;
+    for (size_t i = 0; i < r.n; i++) all_ok = all_ok && res[i].ok;
+    if (body) {
+        FUZZ_CHECK(route == EMBD_CLIP_IMAGE_BATCH || all_ok);
+        json_t *back = json_loads(body, 0, NULL);
+        FUZZ_CHECK(back);
+        json_decref(back);
+    } else {
+        FUZZ_CHECK(!all_ok && route != EMBD_CLIP_IMAGE_BATCH);
+        check_error(&e);
+    }
+    free(body);
+    free(res);
+    embd_clip_req_free(&r);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *body = malloc(size ? size : 1);
@@ -64,6 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     } else {
         run_shape(root, EMBD_SHAPE_OPENAI);
         run_shape(root, EMBD_SHAPE_TEI);
+        for (int route = EMBD_CLIP_IMAGE; route <= EMBD_CLIP_OPENAI; route++) run_clip(root, route, bad_utf8);
         json_decref(root);
     }
     free(body);
