@@ -114,7 +114,8 @@ static void finish(xfer *x, CURLcode rc) {
     curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
     it->http_status = (int)status;
     const embd_fetch_opts *o = x->o;
-    if (x->refused)
+    /* a refused address fails the connect only if no other address of the host was allowed */
+    if (x->refused && rc == CURLE_COULDNT_CONNECT)
         snprintf(it->error, sizeof it->error,
                  "refused to connect to a %s address (only public addresses are allowed)", x->refused);
     else if (x->too_big || rc == CURLE_FILESIZE_EXCEEDED)
