@@ -11,8 +11,8 @@ SECS=${1:-30}
 JOBS=${JOBS:-$(nproc)}
 B=build-fuzz
 TARGETS=(fuzz_tokenizer fuzz_tokenizer_ugm fuzz_tokenizer_bpe fuzz_jsonfix fuzz_tokenizer_json fuzz_gguf_model fuzz_reader_line fuzz_api_request
-         fuzz_safetensors fuzz_hf_tokenizer fuzz_auth fuzz_job_chunk fuzz_collections fuzz_worker_proto fuzz_image fuzz_clip_gguf)
-declare -A DICT=([fuzz_jsonfix]=json [fuzz_tokenizer_json]=json [fuzz_reader_line]=json [fuzz_gguf_model]=gguf [fuzz_clip_gguf]=gguf [fuzz_api_request]=json [fuzz_safetensors]=json [fuzz_hf_tokenizer]=json [fuzz_auth]=auth [fuzz_job_chunk]=json [fuzz_collections]=json)
+         fuzz_safetensors fuzz_hf_tokenizer fuzz_auth fuzz_job_chunk fuzz_collections fuzz_enrich fuzz_worker_proto fuzz_image fuzz_clip_gguf)
+declare -A DICT=([fuzz_jsonfix]=json [fuzz_tokenizer_json]=json [fuzz_reader_line]=json [fuzz_gguf_model]=gguf [fuzz_clip_gguf]=gguf [fuzz_api_request]=json [fuzz_safetensors]=json [fuzz_hf_tokenizer]=json [fuzz_auth]=auth [fuzz_job_chunk]=json [fuzz_collections]=json [fuzz_enrich]=json)
 
 # Debug: nothing defines NDEBUG; fuzz/CMakeLists.txt adds -O1 -g and the sanitizers.
 cmake -S . -B $B -DCMAKE_BUILD_TYPE=Debug -DCMAKE_C_COMPILER=clang -DCMAKE_CXX_COMPILER=clang++ \

@@ -390,12 +390,12 @@ int embd_enrich_run(const embd_enrich_cfg *c, const embd_enrich_item *items, siz
             }
             size_t ep = rr++ % c->n_ep;
             xfer *x = xfer_start(m, c, &c->ep[ep], &items[item], item);
-            if (x) x->ep = is[item].ep = ep;
             if (!x) { /* out of memory for this one call: it degrades */
                 st->degraded++, done++;
                 if (o->progress) o->progress(o->ud, done);
                 continue;
             }
+            x->ep = is[item].ep = ep;
             for (size_t k = 0; k < (size_t)c->concurrency; k++)
                 if (!live[k]) {
                     live[k] = x;
@@ -450,7 +450,7 @@ int embd_enrich_run(const embd_enrich_cfg *c, const embd_enrich_item *items, siz
         if (done == n) break;
         /* sleep until a call has news, a backoff ends, or 100 ms pass (to see stop/deadline) */
         int wait_ms = 100;
-        if (!active && n_retry) {
+        if (n_retry) {
             double soonest = 1e300;
             for (size_t k = 0; k < n_retry; k++)
                 if (is[retry[k]].not_before < soonest) soonest = is[retry[k]].not_before;

@@ -370,7 +370,12 @@ static int ingest(embd_coll_api *a, const char *coll, char *body, size_t len, ch
     if (json_is_true(as) || (!as && bytes > ASYNC_BYTES)) { /* a job: 202 now, progress on /jobs/{id} */
         embd_coll_info info;
         char id[40];
-        if ((rc = embd_store_info(a->store, coll, &info, NULL, msg, sizeof msg))) {
+        if (!(rc = embd_store_info(a->store, coll, &info, NULL, msg, sizeof msg)) &&
+            (strcmp(info.model, a->model_name) || info.dims != a->model->info.n_embd))
+            rc = (embd_fail(msg, sizeof msg, "collection '%s' was built with model '%s'; this server embeds with '%s'",
+                            coll, info.model, a->model_name),
+                  EMBD_STORE_MISMATCH);
+        if (rc) {
             for (size_t i = 0; i < n; i++) free(meta[i]);
             free(meta), free(in);
             json_decref(root);

@@ -261,6 +261,8 @@ class Collections(unittest.TestCase):
         self.assertEqual((r.status, r.error()["type"]), (409, "model_mismatch"))
         r = self.req("POST", "/v1/collections/docs/documents", {"documents": [{"id": "z", "text": "t"}]})
         self.assertEqual(r.status, 409, r)
+        r = self.req("POST", "/v1/collections/docs/documents", {"documents": [{"id": "z", "text": "t"}], "async": True})
+        self.assertEqual((r.status, r.error()["type"]), (409, "model_mismatch"))  # refused before it becomes a job
         self.assertEqual(self.req("GET", "/v1/collections/docs").json()["documents"], 3)
 
     def test_collections_off_without_data_dir(self):
