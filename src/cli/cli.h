@@ -19,7 +19,6 @@ int cmd_bench(int argc, char **argv);
 int cmd_convert(int argc, char **argv);
 int cmd_clip_embed(int argc, char **argv);
 int cmd_image_prep(int argc, char **argv);
-int cmd_image_prep(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_jobs(int argc, char **argv);
 int cmd_collections(int argc, char **argv);

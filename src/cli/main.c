@@ -21,7 +21,6 @@ static void usage(FILE *f) {
             "  convert   Hugging Face model directory -> GGUF (embd convert --help)\n"
             "  clip-embed  text and image embeddings from a CLIP GGUF (embd clip-embed --help)\n"
             "  image-prep  images -> CLIP preprocessed float32 .npy (embd image-prep --help)\n"
-            "  image-prep  images -> CLIP preprocessed float32 .npy (embd image-prep --help)\n"
             "  pull      download the default model, or a URL with --sha256 (embd pull --help)\n"
             "  worker    run bulk jobs from a spool directory (embd worker --help)\n"
             "  jobs      submit, watch, fetch and cancel bulk jobs (embd jobs --help)\n"
@@ -46,7 +45,6 @@ int main(int argc, char **argv) {
     if (!strcmp(cmd, "bench")) return cmd_bench(argc - 1, argv + 1);
     if (!strcmp(cmd, "convert")) return cmd_convert(argc - 1, argv + 1);
     if (!strcmp(cmd, "clip-embed")) return cmd_clip_embed(argc - 1, argv + 1);
-    if (!strcmp(cmd, "image-prep")) return cmd_image_prep(argc - 1, argv + 1);
     if (!strcmp(cmd, "image-prep")) return cmd_image_prep(argc - 1, argv + 1);
     if (!strcmp(cmd, "worker")) return cmd_worker(argc - 1, argv + 1);
     if (!strcmp(cmd, "jobs")) return cmd_jobs(argc - 1, argv + 1);
