@@ -144,6 +144,11 @@ static struct ggml_tensor *want(embd_clip *c, const char *name, int64_t ne0, int
     return t;
 }
 
+/* Tables added to f32 activations element-wise. */
+static int need_f32(const struct ggml_tensor *t, char *err, size_t errlen) {
+    return t->type == GGML_TYPE_F32 ? 0 : embd_fail(err, errlen, "tensor '%s' must be f32, is %s", t->name, ggml_type_name(t->type));
+}
+
 /* The first of two names that exists (legacy converters kept HF's names for the projections). */
 static const char *either(const embd_clip *c, const char *a, const char *b) {
     return ggml_get_tensor(c->meta, a) || !ggml_get_tensor(c->meta, b) ? a : b;
@@ -198,6 +203,7 @@ static int load_vision(embd_clip *c, char *err, size_t errlen) {
         return embd_fail(err, errlen, "tensor 'v.patch_embd.bias': CLIP's patch embedding has no bias");
     WANT(t->w.cls, "v.class_embd", H, 1, 1, 1);
     WANT(t->w.pos, "v.position_embd.weight", H, t->n_pos, 1, 1);
+    if (need_f32(t->w.pos, err, errlen)) return -1;
     WANT(t->w.pre_w, "v.pre_ln.weight", H, 1, 1, 1);
     WANT(t->w.pre_b, "v.pre_ln.bias", H, 1, 1, 1);
     if (load_layers(c, "v", t, err, errlen)) return -1;
@@ -211,8 +217,12 @@ static int load_text(embd_clip *c, char *err, size_t errlen) {
     clip_tower *t = &c->txt;
     const int H = t->width;
     t->n_pos = c->info.text_ctx;
-    WANT(t->w.embd, "t.token_embd.weight", H, (int64_t)embd_tokenizer_vocab_size(c->tok), 1, 1);
+    /* the table may have more rows than the tokenizer has ids (never fewer) */
+    struct ggml_tensor *te = ggml_get_tensor(c->meta, "t.token_embd.weight");
+    const int64_t V = (int64_t)embd_tokenizer_vocab_size(c->tok);
+    WANT(t->w.embd, "t.token_embd.weight", H, te && te->ne[1] >= V ? te->ne[1] : V, 1, 1);
     WANT(t->w.pos, "t.position_embd.weight", H, t->n_pos, 1, 1);
+    if (need_f32(t->w.pos, err, errlen)) return -1;
     if (load_layers(c, "t", t, err, errlen)) return -1;
     WANT(t->w.post_w, "t.post_ln.weight", H, 1, 1, 1);
     WANT(t->w.post_b, "t.post_ln.bias", H, 1, 1, 1);

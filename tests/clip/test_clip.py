@@ -205,9 +205,9 @@ _NP_CODE = {"uint8": 0, "int8": 1, "uint16": 2, "int16": 3, "uint32": 4, "int32"
             "int64": 11, "float64": 12}
 
 
-def write_gguf(g, path, drop_kv=(), set_kv=None, drop_tensors=(), shrink=None):
+def write_gguf(g, path, drop_kv=(), set_kv=None, drop_tensors=(), shrink=None, f16=()):
     """Rewrites an f32 GGUF read with gguf_lite: keys dropped or replaced (same type), tensors dropped,
-    or one tensor's outermost dimension cut by one (shrink)."""
+    one tensor's outermost dimension cut by one (shrink), tensors stored as f16."""
     set_kv = set_kv or {}
 
     def s(x):
@@ -232,13 +232,13 @@ def write_gguf(g, path, drop_kv=(), set_kv=None, drop_tensors=(), shrink=None):
             out += struct.pack("<I", int(ty)) + struct.pack(_SCALAR_FMT[int(ty)], v)
     blobs, off = [], 0
     for t in tens:
-        data = g.array(t.name).astype("<f4")
+        data = g.array(t.name).astype("<f2" if t.name in f16 else "<f4")
         shape = list(t.shape)
         if t.name == shrink:
             shape[-1] -= 1
             data = data[:-1]
         out += s(t.name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
-        out += struct.pack("<IQ", 0, off)
+        out += struct.pack("<IQ", 1 if t.name in f16 else 0, off)
         b = data.tobytes()
         b += b"\0" * (-len(b) % 32)
         blobs.append(b)
@@ -272,6 +272,8 @@ def check_bad_gguf(f32_path, hf):
                              drop_tensors=tuple(t.name for t in g.tensors if t.name.startswith("t."))), "no text tower"),
         ("notok.gguf", dict(drop_kv=("tokenizer.huggingface.json",)), "no tokenizer.huggingface.json"),
         ("noproj.gguf", dict(drop_kv=("clip.text.projection_dim",)), "projection_dim"),
+        ("posf16.gguf", dict(f16=("t.position_embd.weight",)), "tensor 't.position_embd.weight' must be f32"),
+        ("lnf16.gguf", dict(f16=("v.blk.0.ln2.bias",)), "tensor 'v.blk.0.ln2.bias' must be f32"),
     ]
     for name, kw, needle in cases:
         p = os.path.join(d, name)
