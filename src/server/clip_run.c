@@ -72,7 +72,7 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip
     embd_image_prep prep;
     embd_clip_image_prep(x->clip, &prep);
     const size_t per = 3 * (size_t)ci->image_size * (size_t)ci->image_size;
-    embd_image_limits lim = {.max_pixels = x->o.max_pixels};
+    embd_image_limits lim = {.max_pixels = x->o.max_pixels, .max_bytes = x->o.fetch.max_bytes}; /* inline images too */
     size_t f = 0;
     *n_img = 0;
     for (size_t i = 0; i < r->n; i++) {
