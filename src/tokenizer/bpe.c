@@ -187,6 +187,8 @@ static bool consider(const tok_bpe *b, scratch *s, int32_t pos)
 /* One word (the bytes w[0..n), n > 0): byte symbols, merges, ids. */
 static bool bpe_word(const tok_bpe *b, scratch *s, const uint8_t *w, size_t n)
 {
+    if (n > INT32_MAX) /* node positions are int32 */
+        return false;
     if (n > s->ncap) {
         size_t cap = n < 256 ? 256 : n;
         int32_t *sym = realloc(s->sym, cap * sizeof *sym);

@@ -4,7 +4,8 @@
  * there); truncation to CLIP's 77 keeping <|startoftext|> and <|endoftext|>; BPE specifics on
  * hand-made vocabularies (merge priority by rank, leftmost first, duplicate merges, the "</w>"
  * suffix, unknown bytes with and without unk_token, both merges formats); invalid UTF-8; constructor
- * errors; a 100 KB word and 100 KB of text in bounded time. */
+ * errors; a 100 KB word and 100 KB of text in bounded time. EMBD_CLIP_FIXTURE replaces the fixture
+ * (tools/tokfix/clip_exhaustive.mjs writes a 65k-text one). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -73,7 +74,11 @@ static void sha256_hex(const char *data, size_t len, char out[65])
 static bool load_fixture(void)
 {
     char path[4096];
-    snprintf(path, sizeof path, "%s/tests/fixtures/tokens_clip.jsonl", g_src);
+    const char *alt = getenv("EMBD_CLIP_FIXTURE"); /* tools/tokfix/clip_exhaustive.mjs writes one */
+    if (alt && *alt)
+        snprintf(path, sizeof path, "%s", alt);
+    else
+        snprintf(path, sizeof path, "%s/tests/fixtures/tokens_clip.jsonl", g_src);
     size_t len;
     char *data = read_file(path, &len);
     if (!data) {
