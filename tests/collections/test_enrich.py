@@ -346,6 +346,43 @@ class Enrich(unittest.TestCase):
         final, _ = self.wait_job("big", r.json()["id"])
         self.assertEqual((final["state"], final["documents"]["unchanged"], final["chunks"]["total"]), ("done", 40, 0))
 
+    def test_large_body_becomes_a_job(self):
+        r = self.req("POST", "/v1/collections", {"name": "plain", "options": {"chunk_size": 64}})
+        self.assertEqual(r.status, 201, r)
+        # over 1 MiB of text in few tokens (a word over 100 characters is one [UNK]): cheap to embed
+        big = " ".join(("w%d" % i).ljust(5000, "x") for i in range(220))
+        self.assertGreater(len(big), 1 << 20)
+        r = self.req("POST", "/v1/collections/plain/documents", {"documents": [{"id": "big", "text": big}]})
+        self.assertEqual(r.status, 202, r)
+        final, _ = self.wait_job("plain", r.json()["id"])
+        self.assertEqual((final["state"], final["documents"]["ingested"]), ("done", 1), final)
+        self.assertEqual(final["chunks"]["stored"], final["chunks"]["total"])
+        self.assertGreaterEqual(final["chunks"]["total"], 4)  # 220 tokens in chunks of at most 64
+        # "async": false keeps it synchronous; small bodies are synchronous by default
+        r = self.req("POST", "/v1/collections/plain/documents", {"documents": [{"id": "big2", "text": big}], "async": False})
+        self.assertEqual((r.status, r.json()["chunks"]), (200, final["chunks"]["total"]), r)
+        r = self.req("POST", "/v1/collections/plain/documents", {"documents": [{"id": "small", "text": "s"}]})
+        self.assertEqual((r.status, r.json()["enriched"], r.json()["degraded"]), (200, 0, 0), r)
+
+    def test_job_lists_document_errors(self):
+        # a scheduler queue of 40 tokens: a 64-token chunk can never be embedded, short documents can;
+        # the failing batch is retried document by document and the job still ends "done"
+        self.srv.stop()
+        self.srv = Server("--data-dir", self.dir, "--max-queue-tokens", "40")
+        r = self.req("POST", "/v1/collections", {"name": "t", "options": {"chunk_size": 64}})
+        self.assertEqual(r.status, 201, r)
+        docs = [{"id": f"d{i}", "text": doc_text(i, 60 if i in (1, 3) else 3)} for i in range(5)]
+        r = self.req("POST", "/v1/collections/t/documents", {"documents": docs, "async": True})
+        self.assertEqual(r.status, 202, r)
+        final, _ = self.wait_job("t", r.json()["id"])
+        self.assertEqual((final["state"], final["documents"]["done"], final["documents"]["failed"],
+                          final["documents"]["ingested"]), ("done", 5, 2, 3), final)
+        self.assertEqual(sorted(e["id"] for e in final["errors"]), ["d1", "d3"])
+        self.assertTrue(all("larger than the scheduler's queue" in e["error"] for e in final["errors"]), final["errors"])
+        self.assertEqual(self.req("GET", "/v1/collections/t").json()["documents"], 3)
+        for i in (0, 2, 4):
+            self.assertEqual(self.search("t", docs[i]["text"])[0]["document_id"], f"d{i}")
+
     def test_cancel_job_with_silent_endpoint(self):
         silent = SilentServer()
         try:
