@@ -9,7 +9,7 @@ Each rep: a fresh data directory and server (`--model`, `--threads`, `--insecure
 32 files per call), then --queries single searches (k=10) of short lines taken from the files.
 Files are chosen as the CLI's directory walk does: sorted, hidden entries skipped, files with a
 NUL byte or over 8 MiB skipped; files that are not UTF-8 are skipped too (the server would reject
-the batch). Tokens = the growth of the server's embd_batch_tokens histogram sum over the ingest
+the batch). The server gets --serve-args (default --request-timeout 600, see below). Tokens = the growth of the server's embd_batch_tokens histogram sum over the ingest
 (every token embedded, chunk overlap included).
 
   /usr/bin/python3 bench/collections/bench_ingest.py --reps 3 [--src DIR] [--cli] [--json OUT]
@@ -72,10 +72,10 @@ def free_port():
 
 
 class Server:
-    def __init__(self, embd, model, threads, datadir, log):
+    def __init__(self, embd, model, threads, datadir, log, extra):
         self.port = free_port()
         cmd = [embd, "serve", "--model", model, "--port", str(self.port), "--threads", str(threads),
-               "--data-dir", datadir, "--insecure"]
+               "--data-dir", datadir, "--insecure"] + extra
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
@@ -144,7 +144,7 @@ def pct(xs, p):
 def http_rep(a, files, queries, logdir, rep):
     datadir = tempfile.mkdtemp(prefix="embd-ingest-", dir=a.tmp)
     with open(os.path.join(logdir, f"serve-{rep}.log"), "w") as log:
-        srv = Server(a.embd, a.model, a.threads, datadir, log)
+        srv = Server(a.embd, a.model, a.threads, datadir, log, a.serve_args.split())
         try:
             opts = {"code_aware": a.code_aware, "index": a.index}
             st, body = srv.request("POST", "/v1/collections", {"name": "numpy", "options": opts})
@@ -226,6 +226,9 @@ def main():
     ap.add_argument("--index", choices=["flat", "hnsw"], default="flat")
     ap.add_argument("--cli", action="store_true", help="also time `embd collections ingest` (in-process) per rep")
     ap.add_argument("--no-http", action="store_true", help="CLI only (needs --cli)")
+    # The server embeds a document request in jobs of 256 chunks, each with --request-timeout
+    # (default 60 s): below ~1,100 tokens/s (this 2-core VM when others load it) a job times out.
+    ap.add_argument("--serve-args", default="--request-timeout 600", help="extra `embd serve` flags")
     ap.add_argument("--tmp", default=None, help="where data directories go (default: $TMPDIR)")
     ap.add_argument("--json", help="write every rep's numbers here")
     a = ap.parse_args()
