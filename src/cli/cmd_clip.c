@@ -160,9 +160,9 @@ static int bench(embd_clip *c, int batch) {
         tt[k] = embd_now() - t0;
     }
     if (rc == 0)
-        printf("{\"device\": \"%s\", \"weights\": \"%s\", \"batch\": %d, \"images_per_s\": %.2f, "
+        printf("{\"device\": \"%s\", \"weights\": \"%s\", \"compute\": \"%s\", \"batch\": %d, \"images_per_s\": %.2f, "
                "\"image_latency_ms\": %.1f, \"text_tokens\": %d, \"text_latency_ms\": %.1f}\n",
-               in->device, in->weight_type, batch, batch / median(tb, 5), 1000 * median(t1, 5), len,
+               in->device, in->weight_type, in->compute_type, batch, batch / median(tb, 5), 1000 * median(t1, 5), len,
                1000 * median(tt, 9));
     else
         fprintf(stderr, "embd clip-embed: %s\n", err);

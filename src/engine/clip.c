@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/bf16.h"
 #include "engine/clip_impl.h"
 #include "engine/embed.h"
 #include "engine/encoder.h"
@@ -279,6 +280,28 @@ static int upload_weights(embd_clip *c, char *err, size_t errlen) {
     return 0;
 }
 
+/* CPU: the towers' matrices as bf16 where engine/bf16.h says so (q8_0 on AVX512-BF16 CPUs). */
+static int convert_matrices(embd_clip *c, char *err, size_t errlen) {
+    if (!embd_want_bf16(c->vis.w.layers[0].q_w->type)) return 0;
+    const int n_max = 6 * (c->vis.n_layer + c->txt.n_layer) + 2;
+    struct ggml_tensor ***w = malloc((size_t)n_max * sizeof *w);
+    if (!w) return embd_fail(err, errlen, "out of memory");
+    int n = 0;
+    clip_tower *towers[2] = {&c->vis, &c->txt};
+    for (int k = 0; k < 2; k++) {
+        for (int il = 0; il < towers[k]->n_layer; il++) {
+            clip_layer *l = &towers[k]->w.layers[il];
+            struct ggml_tensor **m[6] = {&l->q_w, &l->k_w, &l->v_w, &l->o_w, &l->up_w, &l->down_w};
+            for (int j = 0; j < 6; j++)
+                if (ggml_get_type_traits((*m[j])->type)->to_float) w[n++] = m[j];
+        }
+        w[n++] = &towers[k]->w.proj;
+    }
+    int rc = embd_weights_to_bf16(w, n, &c->conv_ctx, &c->conv_buf, err, errlen);
+    free(w);
+    return rc;
+}
+
 /* ---- load -------------------------------------------------------------------------------- */
 
 static int read_hparams(embd_clip *c, char *err, size_t errlen) {
@@ -419,7 +442,9 @@ embd_clip *embd_clip_load(const char *path, const char *device, int n_threads, c
     snprintf(c->info.weight_type, sizeof c->info.weight_type, "%s", ggml_type_name(c->vis.w.layers[0].q_w->type));
     if (embd_device_resolve(device, &c->dev, err, errlen)) goto fail;
     snprintf(c->info.device, sizeof c->info.device, "%s", c->dev.name);
-    if (embd_device_is_gpu(&c->dev) && upload_weights(c, err, errlen)) goto fail;
+    /* GPUs multiply the file's types directly (cuBLAS, ggml's quantized kernels) */
+    if (embd_device_is_gpu(&c->dev) ? upload_weights(c, err, errlen) : convert_matrices(c, err, errlen)) goto fail;
+    snprintf(c->info.compute_type, sizeof c->info.compute_type, "%s", ggml_type_name(c->vis.w.layers[0].q_w->type));
     if (init_runtime(c, n_threads, err, errlen)) goto fail;
     return c;
 fail:
@@ -442,6 +467,8 @@ void embd_clip_free(embd_clip *c) {
     free(c->istage);
     if (c->buf) ggml_backend_buffer_free(c->buf);
     if (c->dev_buf) ggml_backend_buffer_free(c->dev_buf);
+    if (c->conv_buf) ggml_backend_buffer_free(c->conv_buf);
+    if (c->conv_ctx) ggml_free(c->conv_ctx);
     if (c->dev_ctx) ggml_free(c->dev_ctx);
     if (c->map) munmap(c->map, c->map_size);
     if (c->meta) ggml_free(c->meta);

@@ -21,6 +21,7 @@ typedef struct {
     int text_ctx;               /* max tokens per text, start and end tokens included (77) */
     int vision_layers, vision_width, text_layers, text_width;
     char weight_type[16];
+    char compute_type[16];      /* what the matrices are multiplied as (bf16 when converted at load) */
     size_t file_bytes, n_params;
     char device[32];            /* "cpu" or "cuda:N" */
 } embd_clip_info;

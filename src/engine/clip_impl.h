@@ -65,6 +65,8 @@ struct embd_clip {
     struct ggml_backend_buffer *buf;
     struct ggml_context *dev_ctx;
     struct ggml_backend_buffer *dev_buf;
+    struct ggml_context *conv_ctx; /* bf16 copies of the matrices (engine/bf16.h), if any */
+    struct ggml_backend_buffer *conv_buf;
     void *map;
     size_t map_size;
 };

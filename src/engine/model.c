@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/bf16.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -152,57 +153,22 @@ static embd_tokenizer *tokenizer_from_gguf(const struct gguf_context *g, char *e
     return t;
 }
 
-/* q8_0 matrices multiply as q8_0 x q8_0 in ggml's tiled kernel, about f32 FMA speed. On CPUs with
- * AVX512-BF16 the same matrices as bf16 go through the bf16 dot-product GEMM at twice that rate
- * (weights and activations then carry 8-bit mantissas, as q8_0 already does). So they are
- * converted once at load; EMBD_WEIGHTS=native keeps the file's type. The mapped originals are
- * released from memory afterwards. */
-static bool want_bf16(enum ggml_type t) {
-    const char *w = getenv("EMBD_WEIGHTS");
-    if (w && !strcmp(w, "native")) return false;
-    if (w && !strcmp(w, "bf16")) return t != GGML_TYPE_BF16 && ggml_get_type_traits(t)->to_float;
-    return t == GGML_TYPE_Q8_0 && ggml_cpu_has_avx512_bf16();
-}
-
+/* q8_0 matrices become bf16 at load on AVX512-BF16 CPUs (engine/bf16.h; EMBD_WEIGHTS=native keeps
+ * the file's type). */
 static int convert_matrices(embd_model *m, char *err, size_t errlen) {
     enum { MAX_LAYERS = 64, PER_LAYER = 6 };
     const int nl = m->info.n_layer;
-    if (!want_bf16(m->w.layers[0].q_w->type) || nl > MAX_LAYERS) return 0; /* bigger models keep their type */
-    struct ggml_tensor **src[PER_LAYER * MAX_LAYERS], *dst[PER_LAYER * MAX_LAYERS];
+    if (!embd_want_bf16(m->w.layers[0].q_w->type) || nl > MAX_LAYERS) return 0; /* bigger models keep their type */
+    struct ggml_tensor **src[PER_LAYER * MAX_LAYERS];
     int n = 0;
     for (int il = 0; il < nl; il++) {
         embd_layer *l = &m->w.layers[il];
         src[n++] = &l->q_w, src[n++] = &l->k_w, src[n++] = &l->v_w;
         src[n++] = &l->o_w, src[n++] = &l->up_w, src[n++] = &l->down_w;
     }
-    int64_t max_ne0 = 0;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++)
         if (!ggml_get_type_traits((*src[i])->type)->to_float) return 0;
-        if ((*src[i])->ne[0] > max_ne0) max_ne0 = (*src[i])->ne[0];
-    }
-    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * (size_t)n, .mem_buffer = NULL, .no_alloc = true};
-    m->conv_ctx = ggml_init(ip);
-    if (!m->conv_ctx) return embd_fail(err, errlen, "out of memory converting weights");
-    for (int i = 0; i < n; i++) dst[i] = ggml_new_tensor_2d(m->conv_ctx, GGML_TYPE_BF16, (*src[i])->ne[0], (*src[i])->ne[1]);
-    m->conv_buf = ggml_backend_alloc_ctx_tensors_from_buft(m->conv_ctx, ggml_backend_cpu_buffer_type());
-    float *row = m->conv_buf ? malloc((size_t)max_ne0 * sizeof *row) : NULL;
-    if (!row) return embd_fail(err, errlen, "out of memory converting weights to bf16");
-    const long page = sysconf(_SC_PAGESIZE);
-    for (int i = 0; i < n; i++) {
-        struct ggml_tensor *t = *src[i];
-        const ggml_to_float_t to_float = ggml_get_type_traits(t->type)->to_float;
-        for (int64_t r = 0; r < t->ne[1]; r++) {
-            to_float((const char *)t->data + r * t->nb[1], row, t->ne[0]);
-            ggml_fp32_to_bf16_row(row, (ggml_bf16_t *)((char *)dst[i]->data + r * dst[i]->nb[1]), t->ne[0]);
-        }
-        /* drop the file pages of the original from this process's resident set */
-        uintptr_t a = ((uintptr_t)t->data + (uintptr_t)page - 1) & ~(uintptr_t)(page - 1);
-        uintptr_t b = ((uintptr_t)t->data + ggml_nbytes(t)) & ~(uintptr_t)(page - 1);
-        if (b > a) madvise((void *)a, b - a, MADV_DONTNEED);
-        *src[i] = dst[i];
-    }
-    free(row);
-    return 0;
+    return embd_weights_to_bf16(src, n, &m->conv_ctx, &m->conv_buf, err, errlen);
 }
 
 /* The device copy: every tensor of the file duplicated into one device buffer, and the host

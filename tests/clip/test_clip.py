@@ -52,8 +52,11 @@ def check(ok, what):
     return ok
 
 
+ENV = dict(os.environ)
+
+
 def run(args):
-    return subprocess.run([EMBD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.run([EMBD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
 
 
 def tokenizer_dir():
@@ -359,6 +362,12 @@ def main():
         models[q] = convert(hf["tiny"], os.path.join(TMP, f"tiny-{q}.gguf"), q)
         check_structure(hf["tiny"], models[q], q, cfg)
         check_numbers(f"tiny {q}", models[q], ref, px_path, pixels, q, ids_extra)
+    # q8_0 multiplies as bf16 on AVX512-BF16 CPUs (engine/bf16.h); the file's own type too
+    ENV["EMBD_WEIGHTS"] = "native"
+    check_numbers("tiny q8_0 EMBD_WEIGHTS=native", models["q8_0"], ref, px_path, pixels, "q8_0", ids_extra)
+    ENV["EMBD_WEIGHTS"] = "bf16"
+    check_numbers("tiny f32 EMBD_WEIGHTS=bf16", models["f32"], ref, px_path, pixels, "f16", ids_extra)
+    del ENV["EMBD_WEIGHTS"]
     check_pooling("tiny f32 (argmax pooling)", models["f32"], ref, argmax=True)
 
     gref = ClipRef(hf["tiny-gelu"])
