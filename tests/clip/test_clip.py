@@ -208,10 +208,11 @@ _NP_CODE = {"uint8": 0, "int8": 1, "uint16": 2, "int16": 3, "uint32": 4, "int32"
             "int64": 11, "float64": 12}
 
 
-def write_gguf(g, path, drop_kv=(), set_kv=None, drop_tensors=(), shrink=None, f16=()):
+def write_gguf(g, path, drop_kv=(), set_kv=None, drop_tensors=(), shrink=None, f16=(), rename=None):
     """Rewrites an f32 GGUF read with gguf_lite: keys dropped or replaced (same type), tensors dropped,
-    one tensor's outermost dimension cut by one (shrink), tensors stored as f16."""
+    one tensor's outermost dimension cut by one (shrink), tensors stored as f16, tensors renamed."""
     set_kv = set_kv or {}
+    rename = rename or {}
 
     def s(x):
         b = x.encode()
@@ -240,7 +241,7 @@ def write_gguf(g, path, drop_kv=(), set_kv=None, drop_tensors=(), shrink=None, f
         if t.name == shrink:
             shape[-1] -= 1
             data = data[:-1]
-        out += s(t.name) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
+        out += s(rename.get(t.name, t.name)) + struct.pack("<I", len(shape)) + b"".join(struct.pack("<Q", d) for d in shape)
         out += struct.pack("<IQ", 1 if t.name in f16 else 0, off)
         b = data.tobytes()
         b += b"\0" * (-len(b) % 32)
@@ -268,6 +269,19 @@ def check_bad_gguf(f32_path, hf):
     write_gguf(g, ok_copy)  # the rewriter itself keeps a loadable file
     txt, _ = embed(ok_copy, ids=[[49406, 320, 49407]])
     check(len(txt) == 1, "rewritten GGUF loads")
+    # llama.cpp's legacy converter: fc1 named ffn_down (and fc2 ffn_up), HF's projection names
+    legacy = {"v.projection.weight": "visual_projection.weight", "t.projection.weight": "text_projection.weight"}
+    for t in g.tensors:
+        for a, b in (("ffn_up", "ffn_down"), ("ffn_down", "ffn_up")):
+            if f".{a}." in t.name:
+                legacy[t.name] = t.name.replace(f".{a}.", f".{b}.")
+    lp = os.path.join(d, "legacy.gguf")
+    write_gguf(g, lp, rename=legacy)
+    ids = [[49406, 320, 1000, 49407]]
+    px = os.path.join(TMP, "pixels.npy")
+    a, b = embed(f32_path, ids=ids, pixels=px), embed(lp, ids=ids, pixels=px)
+    for x, y in zip(a[0] + a[1], b[0] + b[1]):
+        check(cos(x["embedding"], y["embedding"]) > 0.999999, "legacy tensor names (swapped ffn, HF projections)")
     cases = [
         ("missing.gguf", dict(drop_tensors=("t.blk.1.ffn_down.bias",)), "model has no tensor 't.blk.1.ffn_down.bias'"),
         ("shape.gguf", dict(shrink="v.position_embd.weight"), "tensor 'v.position_embd.weight' has shape"),
