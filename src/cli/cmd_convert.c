@@ -14,7 +14,9 @@ static void usage(FILE *f) {
     fprintf(f, "usage: embd convert HF_DIR OUT.gguf [--type f32|f16|q8_0] [--quiet]\n\n"
                "Converts a Hugging Face BERT / XLM-RoBERTa model directory (config.json, tokenizer.json or\n"
                "vocab.txt, model.safetensors or its shards, sentence-transformers files) to GGUF with\n"
-               "llama.cpp's tensor names and metadata keys.\n\n"
+               "llama.cpp's tensor names and metadata keys. A CLIPModel directory (model_type \"clip\":\n"
+               "config.json, model.safetensors, preprocessor_config.json, tokenizer.json) becomes one GGUF\n"
+               "with both towers in llama.cpp's clip layout (embd clip-embed, embd serve).\n\n"
                "  --type T   weight type of the 2-D matrices (default f16); vectors, norms and position /\n"
                "             token-type embeddings stay f32, as llama.cpp's converter keeps them\n"
                "  --quiet    no summary line\n");

@@ -1,6 +1,7 @@
 /* Hugging Face model directory -> GGUF with llama.cpp's tensor names and metadata keys
  * (architecture "bert": BERT and XLM-RoBERTa encoders, and their sequence-classification
- * cross-encoders), written through ggml's gguf API and quantised through ggml. */
+ * cross-encoders; architecture "clip": CLIPModel's two towers, convert_clip.c), written through
+ * ggml's gguf API and quantised through ggml. */
 #ifndef EMBD_CONVERT_H
 #define EMBD_CONVERT_H
 
