@@ -9,8 +9,10 @@ Each rep: a fresh data directory and server (`--model`, `--threads`, `--insecure
 32 files per call), then --queries single searches (k=10) of short lines taken from the files.
 Files are chosen as the CLI's directory walk does: sorted, hidden entries skipped, files with a
 NUL byte or over 8 MiB skipped; files that are not UTF-8 are skipped too (the server would reject
-the batch). The server gets --serve-args (default --request-timeout 600, see below). Tokens = the growth of the server's embd_batch_tokens histogram sum over the ingest
-(every token embedded, chunk overlap included).
+the batch). The server also gets --serve-args (default --request-timeout 600, see below).
+Tokens = the growth of the server's embd_batch_tokens histogram sum over the ingest (every token
+embedded, chunk overlap included). Search latency is per HTTP request: the query's embedding,
+the index search and the SQLite lookup of the hits.
 
   /usr/bin/python3 bench/collections/bench_ingest.py --reps 3 [--src DIR] [--cli] [--json OUT]
 """
@@ -166,6 +168,7 @@ def http_rep(a, files, queries, logdir, rep):
                 r = json.loads(body)
                 docs += r["documents"]
                 chunks += r["chunks"]
+                print(f"  {docs} documents, {chunks} chunks, {time.monotonic() - t0:.0f} s", file=sys.stderr, flush=True)
             secs = time.monotonic() - t0
             tokens = srv.batch_tokens() - tok0
             st, body = srv.request("GET", "/v1/collections/numpy")
