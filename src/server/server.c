@@ -38,7 +38,8 @@ typedef struct {
     embd_clip *clip;   /* a CLIP model, run in this process by clip_run (no scheduler, no workers) */
     embd_clip_runner *clip_run;
     embd_clip_limits clim;
-    _Atomic int clip_inflight; /* request threads running the CLIP pipeline */
+    _Atomic int clip_inflight; /* CLIP requests admitted and not yet answered (--max-image-requests) */
+    _Atomic int clip_threads;  /* clip_thread instances still running (shutdown waits for them) */
     embd_encoder *enc; /* in-process inference (--workers 0) */
     embd_device dev;   /* where inference runs (the workers' device; this process stays off the GPU) */
     embd_encoder_stats dev_seen; /* in-process GPU events already counted in the metrics */
@@ -449,6 +450,8 @@ static void *clip_thread(void *arg) {
     else if (!embd_clip_run(s->clip_run, &q->cr, res, vecs, &e))
         body = embd_api_clip_response(&q->cr, res, dim, s->model_name, &e);
     free(res), free(vecs);
+    /* a client that has its answer may send the next request at once: admit it */
+    atomic_fetch_sub(&s->clip_inflight, 1);
     pthread_mutex_lock(&q->mu);
     q->clip_status = body ? 200 : e.status;
     q->clip_body = body ? body : embd_api_error_json(&e);
@@ -458,7 +461,7 @@ static void *clip_thread(void *arg) {
         MHD_resume_connection(q->conn);
     }
     pthread_mutex_unlock(&q->mu);
-    atomic_fetch_sub(&s->clip_inflight, 1);
+    atomic_fetch_sub(&s->clip_threads, 1);
     return NULL;
 }
 
@@ -486,10 +489,12 @@ static enum MHD_Result handle_clip(req *q, json_t *root, bool bad_utf8) {
     pthread_attr_init(&at);
     pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
     pthread_mutex_lock(&q->mu);
+    atomic_fetch_add(&s->clip_threads, 1);
     q->clip_started = !pthread_create(&th, &at, clip_thread, q);
     pthread_attr_destroy(&at);
     if (!q->clip_started) {
         pthread_mutex_unlock(&q->mu);
+        atomic_fetch_sub(&s->clip_threads, 1);
         atomic_fetch_sub(&s->clip_inflight, 1);
         return fail(q, 503, "overloaded", "%s", "cannot start a request thread");
     }
@@ -1066,7 +1071,7 @@ out:
     embd_sched_stop(s->sched, false);
     /* CLIP request threads resume their connections, so the daemon outlives them; each is bounded
      * by the download timeout and one pass. */
-    while (atomic_load(&s->clip_inflight) > 0) usleep(20000);
+    while (atomic_load(&s->clip_threads) > 0) usleep(20000);
     if (s->d) {
         wait_idle(s, embd_now() + 2);
         MHD_stop_daemon(s->d);

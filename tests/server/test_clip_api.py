@@ -77,6 +77,10 @@ TRUNCATED = IMAGES["a.png"][: len(IMAGES["a.png"]) // 2]
 BOMB = bomb_png()
 
 
+HELD = threading.Semaphore(0)  # one release per /hold request that arrived
+RELEASE = threading.Event()
+
+
 class Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, *a):
         pass
@@ -112,6 +116,10 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(302, extra=[("Location", "/loop")])
         if p == "/tofile":
             return self.send(302, extra=[("Location", "file:///etc/passwd")])
+        if p == "/hold":  # answers once the test releases it: a request held in its download phase
+            HELD.release()
+            RELEASE.wait(60)
+            return self.send(200, IMAGES["a.png"], "image/png")
         if p == "/500":
             return self.send(500, b"oops", "text/plain")
         return self.send(404, b"no", "text/plain")
@@ -183,7 +191,7 @@ def main():
     ref_text = dict(zip(texts, cli_embed(gguf, texts=texts)))
 
     with Server("--allow-private-downloads", "--download-timeout", str(TIMEOUT_S), "--download-max-bytes",
-                str(MAX_BYTES), "--max-image-batch", "16", "--max-image-requests", "3", model=gguf) as s:
+                str(MAX_BYTES), "--max-image-batch", "16", model=gguf) as s:
         info = s.get("/info").json()
         check(info["architecture"] == "clip" and info["model_type"] == "clip", info)
         dim = info["dimensions"]
@@ -308,20 +316,25 @@ def main():
             check(not isinstance(r, BaseException) and r.status == 200, f"{name}: {r}")
             near(r.json()["embedding"], ref[name], f"concurrent {name}")
 
-        # backpressure: with 3 requests stuck on slow downloads, a 4th gets 429 at once
-        slow = [threading.Thread(target=lambda: s.post("/v1/embed/image", {"image": base + "/slow"}), daemon=True)
-                for _ in range(3)]
-        for t in slow:
-            t.start()
-        time.sleep(0.8)
-        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
-        check(r.status == 429 and r.error()["type"] == "overloaded" and "retry-after" in r.headers, r)
-        for t in slow:
-            t.join(30)
-        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
-        check(r.status == 200, f"after the slow ones: {r}")
         m = s.metrics()
         check(common.requests_total(m, "/v1/embed/image-batch", "200") >= 1, "metrics")
+
+    # backpressure: with --max-image-requests 1 and one request held in its download, the next
+    # gets 429 at once; once released, both kinds of request work again
+    with Server("--allow-private-downloads", "--max-image-requests", "1", model=gguf) as s:
+        held = []
+        t = threading.Thread(target=lambda: held.append(s.post("/v1/embed/image", {"image": base + "/hold"})),
+                             daemon=True)
+        t.start()
+        check(HELD.acquire(timeout=60), "the held download never reached the image server")
+        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
+        check(r.status == 429 and r.error()["type"] == "overloaded" and "retry-after" in r.headers, r)
+        RELEASE.set()
+        t.join(60)
+        check(held and held[0].status == 200, f"held request: {held}")
+        near(held[0].json()["embedding"], ref["a.png"], "held request")
+        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
+        check(r.status == 200, f"after the held one: {r}")
 
     # the SSRF guard is on by default: loopback URLs are refused, inline images still work
     with Server(model=gguf) as s:
