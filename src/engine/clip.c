@@ -7,18 +7,17 @@
  * refused: embd serves both towers from one file. */
 #include "engine/clip.h"
 
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/bf16.h"
 #include "engine/clip_impl.h"
 #include "engine/embed.h"
 #include "engine/encoder.h"
+#include "engine/weights.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -29,27 +28,6 @@
 #define GRAPH_MAX_NODES 4096
 
 /* ---- metadata ---------------------------------------------------------------------------- */
-
-static bool kv_int(const struct gguf_context *g, const char *key, long long *out) {
-    int64_t id = gguf_find_key(g, key);
-    if (id < 0) return false;
-    switch (gguf_get_kv_type(g, id)) {
-    case GGUF_TYPE_UINT8: *out = gguf_get_val_u8(g, id); return true;
-    case GGUF_TYPE_INT8: *out = gguf_get_val_i8(g, id); return true;
-    case GGUF_TYPE_UINT16: *out = gguf_get_val_u16(g, id); return true;
-    case GGUF_TYPE_INT16: *out = gguf_get_val_i16(g, id); return true;
-    case GGUF_TYPE_UINT32: *out = gguf_get_val_u32(g, id); return true;
-    case GGUF_TYPE_INT32: *out = gguf_get_val_i32(g, id); return true;
-    case GGUF_TYPE_UINT64: *out = (long long)gguf_get_val_u64(g, id); return true;
-    case GGUF_TYPE_INT64: *out = gguf_get_val_i64(g, id); return true;
-    default: return false;
-    }
-}
-
-static const char *kv_str(const struct gguf_context *g, const char *key) {
-    int64_t id = gguf_find_key(g, key);
-    return id >= 0 && gguf_get_kv_type(g, id) == GGUF_TYPE_STRING ? gguf_get_val_str(g, id) : NULL;
-}
 
 static bool kv_f32(const struct gguf_context *g, const char *key, float *out) {
     int64_t id = gguf_find_key(g, key);
@@ -77,7 +55,7 @@ bool embd_gguf_is_clip(const char *path) {
     struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g) return false;
-    const char *arch = kv_str(g, "general.architecture");
+    const char *arch = embd_gguf_str(g, "general.architecture");
     bool yes = arch && !strcmp(arch, "clip");
     gguf_free(g);
     return yes;
@@ -86,7 +64,7 @@ bool embd_gguf_is_clip(const char *path) {
 static int read_act(const struct gguf_context *g, const char *tower, clip_act *out, char *err, size_t errlen) {
     char key[64];
     snprintf(key, sizeof key, "clip.%s.hidden_act", tower);
-    const char *a = kv_str(g, key);
+    const char *a = embd_gguf_str(g, key);
     if (!a) { /* llama.cpp's files: one flag for the vision tower; OpenAI CLIP is quick_gelu */
         *out = kv_bool(g, "clip.use_gelu", false) ? CLIP_ACT_GELU : CLIP_ACT_QUICK_GELU;
         return 0;
@@ -107,7 +85,7 @@ static int read_tower(const struct gguf_context *g, const char *tower, clip_towe
         char key[96];
         long long v;
         snprintf(key, sizeof key, "clip.%s.%s", tower, req[i].key);
-        if (!kv_int(g, key, &v) || v <= 0 || v > (1 << 16))
+        if (!embd_gguf_int(g, key, &v) || v <= 0 || v > (1 << 16))
             return embd_fail(err, errlen, "model metadata %s is missing or out of range", key);
         *req[i].dst = (int)v;
     }
@@ -234,50 +212,21 @@ static int load_text(embd_clip *c, char *err, size_t errlen) {
 
 /* ---- GPU copy ---------------------------------------------------------------------------- */
 
-static struct ggml_tensor *twin(struct ggml_context *dc, const struct ggml_tensor *t) {
-    return t ? ggml_get_tensor(dc, ggml_get_name(t)) : NULL;
-}
-
 static int twin_tower(struct ggml_context *dc, clip_tower *t, char *err, size_t errlen) {
     const clip_weights *h = &t->w;
     clip_weights *d = &t->dw;
-    d->embd = twin(dc, h->embd), d->cls = twin(dc, h->cls), d->pos = twin(dc, h->pos);
-    d->pre_w = twin(dc, h->pre_w), d->pre_b = twin(dc, h->pre_b);
-    d->post_w = twin(dc, h->post_w), d->post_b = twin(dc, h->post_b), d->proj = twin(dc, h->proj);
-    if (!(d->layers = calloc((size_t)t->n_layer, sizeof *d->layers))) return embd_fail(err, errlen, "out of memory");
-    enum { PER_LAYER = sizeof(clip_layer) / sizeof(struct ggml_tensor *) };
-    for (int il = 0; il < t->n_layer; il++) {
-        struct ggml_tensor *const *src = (struct ggml_tensor *const *)&h->layers[il];
-        struct ggml_tensor **dst = (struct ggml_tensor **)&d->layers[il];
-        for (int k = 0; k < PER_LAYER; k++) dst[k] = twin(dc, src[k]);
-    }
+#define T(f) d->f = embd_weights_twin(dc, h->f)
+    T(embd), T(cls), T(pos), T(pre_w), T(pre_b), T(post_w), T(post_b), T(proj);
+#undef T
+    if (!(d->layers = embd_weights_twin_layers(dc, h->layers, t->n_layer, sizeof *h->layers)))
+        return embd_fail(err, errlen, "out of memory");
     return 0;
 }
 
-/* Every tensor of the file copied into one device buffer; the mapped pages are then released. */
+/* The device copy (engine/weights.h), with both towers' pointers mapped to their twins. */
 static int upload_weights(embd_clip *c, char *err, size_t errlen) {
-    const int64_t nt = gguf_get_n_tensors(c->gguf);
-    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * (size_t)(nt + 1), .mem_buffer = NULL,
-                                  .no_alloc = true};
-    if (!(c->dev_ctx = ggml_init(ip))) return embd_fail(err, errlen, "out of memory");
-    size_t need = 0;
-    for (struct ggml_tensor *t = ggml_get_first_tensor(c->meta); t; t = ggml_get_next_tensor(c->meta, t)) {
-        ggml_set_name(ggml_dup_tensor(c->dev_ctx, t), ggml_get_name(t));
-        need += ggml_nbytes(t);
-    }
-    c->dev_buf = ggml_backend_alloc_ctx_tensors_from_buft(c->dev_ctx, ggml_backend_dev_buffer_type(c->dev.dev));
-    if (!c->dev_buf) {
-        size_t free_b, total_b;
-        embd_device_memory(&c->dev, &free_b, &total_b);
-        return embd_fail(err, errlen, "not enough memory on %s (%s) for the weights: %.0f MiB needed, %.0f MiB free",
-                         c->dev.name, c->dev.desc, need / 1048576.0, free_b / 1048576.0);
-    }
-    ggml_backend_buffer_set_usage(c->dev_buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-    for (struct ggml_tensor *t = ggml_get_first_tensor(c->meta); t; t = ggml_get_next_tensor(c->meta, t))
-        ggml_backend_tensor_set(ggml_get_tensor(c->dev_ctx, ggml_get_name(t)), t->data, 0, ggml_nbytes(t));
-    if (twin_tower(c->dev_ctx, &c->vis, err, errlen) || twin_tower(c->dev_ctx, &c->txt, err, errlen)) return -1;
-    madvise(c->map, c->map_size, MADV_DONTNEED);
-    return 0;
+    if (embd_weights_upload(&c->dev, c->meta, c->map, c->map_size, &c->dev_ctx, &c->dev_buf, err, errlen)) return -1;
+    return twin_tower(c->dev_ctx, &c->vis, err, errlen) || twin_tower(c->dev_ctx, &c->txt, err, errlen) ? -1 : 0;
 }
 
 /* CPU: the towers' matrices as bf16 where engine/bf16.h says so (q8_0 on AVX512-BF16 CPUs). */
@@ -307,7 +256,7 @@ static int convert_matrices(embd_clip *c, char *err, size_t errlen) {
 static int read_hparams(embd_clip *c, char *err, size_t errlen) {
     const struct gguf_context *g = c->gguf;
     embd_clip_info *in = &c->info;
-    const char *arch = kv_str(g, "general.architecture");
+    const char *arch = embd_gguf_str(g, "general.architecture");
     if (!arch) return embd_fail(err, errlen, "model has no general.architecture");
     if (strcmp(arch, "clip")) return embd_fail(err, errlen, "architecture '%s' is not CLIP", arch);
     if (!kv_bool(g, "clip.has_text_encoder", false))
@@ -317,20 +266,20 @@ static int read_hparams(embd_clip *c, char *err, size_t errlen) {
                          "directory with `embd convert`");
     if (!kv_bool(g, "clip.has_vision_encoder", false))
         return embd_fail(err, errlen, "no vision tower in this CLIP file (clip.has_vision_encoder is not true)");
-    const char *name = kv_str(g, "general.name");
+    const char *name = embd_gguf_str(g, "general.name");
     snprintf(in->name, sizeof in->name, "%s", name ? name : "");
     if (read_tower(g, "vision", &c->vis, err, errlen) || read_tower(g, "text", &c->txt, err, errlen)) return -1;
     long long v, pv, pt, is, ps, ctx;
-    if (!kv_int(g, "clip.vision.image_size", &is) || !kv_int(g, "clip.vision.patch_size", &ps) || ps <= 0 || is < ps ||
-        is > 4096 || is % ps)
+    if (!embd_gguf_int(g, "clip.vision.image_size", &is) || !embd_gguf_int(g, "clip.vision.patch_size", &ps) ||
+        ps <= 0 || is < ps || is > 4096 || is % ps)
         return embd_fail(err, errlen, "clip.vision.image_size / patch_size are missing or not a whole number of patches");
     in->image_size = (int)is, in->patch_size = (int)ps;
-    if (!kv_int(g, "clip.vision.projection_dim", &pv) || !kv_int(g, "clip.text.projection_dim", &pt) || pv != pt ||
-        pv <= 0 || pv > (1 << 16))
+    if (!embd_gguf_int(g, "clip.vision.projection_dim", &pv) || !embd_gguf_int(g, "clip.text.projection_dim", &pt) ||
+        pv != pt || pv <= 0 || pv > (1 << 16))
         return embd_fail(err, errlen, "clip.vision/text.projection_dim are missing, out of range or differ: the towers "
                                       "must project into one space");
     in->dim = (int)pv;
-    if (!kv_int(g, "clip.text.context_length", &ctx) || ctx < 2 || ctx > (1 << 16))
+    if (!embd_gguf_int(g, "clip.text.context_length", &ctx) || ctx < 2 || ctx > (1 << 16))
         return embd_fail(err, errlen, "model metadata clip.text.context_length is missing or out of range");
     in->text_ctx = (int)ctx;
     in->vision_layers = c->vis.n_layer, in->vision_width = c->vis.width;
@@ -338,7 +287,7 @@ static int read_hparams(embd_clip *c, char *err, size_t errlen) {
 
     /* text pooling; without the keys, the CLIP BPE's <|endoftext|>, the largest id */
     c->pool_argmax = kv_bool(g, "clip.text.pool_argmax", true);
-    c->eos_id = kv_int(g, "clip.text.eos_token_id", &v) ? (int32_t)v : -1;
+    c->eos_id = embd_gguf_int(g, "clip.text.eos_token_id", &v) ? (int32_t)v : -1;
     if (!c->pool_argmax && c->eos_id < 0)
         return embd_fail(err, errlen, "clip.text.pool_argmax is false but clip.text.eos_token_id is missing");
 
@@ -349,37 +298,14 @@ static int read_hparams(embd_clip *c, char *err, size_t errlen) {
     if (!kv_f32x3(g, "clip.vision.image_std", p->std)) memcpy(p->std, STD, sizeof STD);
     for (int k = 0; k < 3; k++)
         if (!(p->std[k] > 0)) return embd_fail(err, errlen, "clip.vision.image_std has a value <= 0");
-    p->shortest_edge = kv_int(g, "embd.image.shortest_edge", &v) ? (int)v : in->image_size;
-    p->crop_h = kv_int(g, "embd.image.crop_height", &v) ? (int)v : in->image_size;
-    p->crop_w = kv_int(g, "embd.image.crop_width", &v) ? (int)v : in->image_size;
+    p->shortest_edge = embd_gguf_int(g, "embd.image.shortest_edge", &v) ? (int)v : in->image_size;
+    p->crop_h = embd_gguf_int(g, "embd.image.crop_height", &v) ? (int)v : in->image_size;
+    p->crop_w = embd_gguf_int(g, "embd.image.crop_width", &v) ? (int)v : in->image_size;
     if (!kv_f32(g, "embd.image.rescale_factor", &p->rescale)) p->rescale = 1.0f / 255.0f;
     if (p->shortest_edge < 0 || p->shortest_edge > 8192 || p->crop_h != in->image_size || p->crop_w != in->image_size)
         return embd_fail(err, errlen, "image processor: crop %dx%d (shortest edge %d) does not give the vision tower's "
                                       "%dx%d input", p->crop_h, p->crop_w, p->shortest_edge, in->image_size,
                          in->image_size);
-    return 0;
-}
-
-static int map_tensors(embd_clip *c, int fd, size_t size, char *err, size_t errlen) {
-    c->map_size = size;
-    c->map = mmap(NULL, size, PROT_READ, MAP_SHARED, fd, 0);
-    if (c->map == MAP_FAILED) {
-        c->map = NULL;
-        return embd_fail(err, errlen, "cannot mmap the model");
-    }
-    if (!(c->buf = ggml_backend_cpu_buffer_from_ptr(c->map, size))) return embd_fail(err, errlen, "cannot create weight buffer");
-    const size_t data_off = gguf_get_data_offset(c->gguf);
-    const int64_t nt = gguf_get_n_tensors(c->gguf);
-    for (int64_t i = 0; i < nt; i++) {
-        const char *tn = gguf_get_tensor_name(c->gguf, i);
-        struct ggml_tensor *t = ggml_get_tensor(c->meta, tn);
-        size_t off = data_off + gguf_get_tensor_offset(c->gguf, i), nb = ggml_nbytes(t);
-        if (off > size || nb > size - off)
-            return embd_fail(err, errlen, "model file is truncated: tensor '%s' lies past the end", tn);
-        if (ggml_backend_tensor_alloc(c->buf, t, (char *)c->map + off) != GGML_STATUS_SUCCESS)
-            return embd_fail(err, errlen, "cannot place tensor '%s'", tn);
-        c->info.n_params += (size_t)ggml_nelements(t);
-    }
     return 0;
 }
 
@@ -418,23 +344,12 @@ embd_clip *embd_clip_load(const char *path, const char *device, int n_threads, c
         embd_fail(err, errlen, "out of memory");
         return NULL;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        embd_fail(err, errlen, "cannot open model '%s'", path);
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < 32) {
-        embd_fail(err, errlen, "'%s' is not a GGUF model file", path);
-        goto fail;
-    }
-    struct gguf_init_params gp = {.no_alloc = true, .ctx = &c->meta};
-    if (!(c->gguf = gguf_init_from_file(path, gp))) {
-        embd_fail(err, errlen, "'%s' is not a valid GGUF file (bad header, metadata or tensor table)", path);
-        goto fail;
-    }
-    c->info.file_bytes = (size_t)st.st_size;
-    if (read_hparams(c, err, errlen) || map_tensors(c, fd, (size_t)st.st_size, err, errlen) ||
+    size_t size = 0;
+    int fd = embd_gguf_open(path, &c->gguf, &c->meta, &size, err, errlen);
+    if (fd < 0) goto fail;
+    c->info.file_bytes = c->map_size = size;
+    if (read_hparams(c, err, errlen) ||
+        embd_gguf_map(fd, path, size, c->gguf, c->meta, &c->map, &c->buf, &c->info.n_params, err, errlen) ||
         load_tokenizer(c, err, errlen) || load_vision(c, err, errlen) || load_text(c, err, errlen))
         goto fail;
     close(fd);

@@ -1,15 +1,14 @@
 #include "engine/model.h"
 
 #include <ctype.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "engine/bf16.h"
+#include "engine/weights.h"
 #include "ggml-alloc.h"
 #include "ggml-backend.h"
 #include "ggml-cpu.h"
@@ -48,33 +47,10 @@ embd_pooling embd_pooling_parse(const char *s) {
     return EMBD_POOL_UNSPECIFIED;
 }
 
-/* Integer metadata may be stored with any integer type depending on the converter. */
-static bool kv_int(const struct gguf_context *g, const char *key, long long *out) {
-    int64_t id = gguf_find_key(g, key);
-    if (id < 0) return false;
-    switch (gguf_get_kv_type(g, id)) {
-    case GGUF_TYPE_UINT8: *out = gguf_get_val_u8(g, id); return true;
-    case GGUF_TYPE_INT8: *out = gguf_get_val_i8(g, id); return true;
-    case GGUF_TYPE_UINT16: *out = gguf_get_val_u16(g, id); return true;
-    case GGUF_TYPE_INT16: *out = gguf_get_val_i16(g, id); return true;
-    case GGUF_TYPE_UINT32: *out = gguf_get_val_u32(g, id); return true;
-    case GGUF_TYPE_INT32: *out = gguf_get_val_i32(g, id); return true;
-    case GGUF_TYPE_UINT64: *out = (long long)gguf_get_val_u64(g, id); return true;
-    case GGUF_TYPE_INT64: *out = gguf_get_val_i64(g, id); return true;
-    default: return false;
-    }
-}
-
 static bool kv_arch_int(const struct gguf_context *g, const char *arch, const char *suffix, long long *out) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    return kv_int(g, key, out);
-}
-
-static const char *kv_str(const struct gguf_context *g, const char *key) {
-    int64_t id = gguf_find_key(g, key);
-    if (id < 0 || gguf_get_kv_type(g, id) != GGUF_TYPE_STRING) return NULL;
-    return gguf_get_val_str(g, id);
+    return embd_gguf_int(g, key, out);
 }
 
 /* Looks a tensor up and checks its shape, so that a malformed file fails here with a message
@@ -126,7 +102,7 @@ static embd_tokenizer *tokenizer_from_gguf(const struct gguf_context *g, char *e
         embd_fail(err, errlen, "model has no tokenizer.ggml.tokens vocabulary");
         return NULL;
     }
-    const char *tmodel = kv_str(g, "tokenizer.ggml.model");
+    const char *tmodel = embd_gguf_str(g, "tokenizer.ggml.model");
     if (tmodel && !strcmp(tmodel, "t5")) /* SentencePiece Unigram: XLM-RoBERTa */
         return embd_tokenizer_new_unigram_gguf(g, err, errlen);
     if (tmodel && strcmp(tmodel, "bert") != 0) {
@@ -171,51 +147,19 @@ static int convert_matrices(embd_model *m, char *err, size_t errlen) {
     return embd_weights_to_bf16(src, n, &m->conv_ctx, &m->conv_buf, err, errlen);
 }
 
-/* The device copy: every tensor of the file duplicated into one device buffer, and the host
- * weights' pointers mapped to their twins by name. The mapped file stays for the CPU fallback, but
- * its pages leave this process's resident set. */
-static struct ggml_tensor *twin(struct ggml_context *dc, const struct ggml_tensor *t) {
-    return t ? ggml_get_tensor(dc, ggml_get_name(t)) : NULL;
-}
-
+/* The device copy (engine/weights.h), with the host weights' pointers mapped to their twins. */
 static int upload_weights(embd_model *m, char *err, size_t errlen) {
-    const int64_t nt = gguf_get_n_tensors(m->gguf);
-    struct ggml_init_params ip = {.mem_size = ggml_tensor_overhead() * (size_t)(nt + 1), .mem_buffer = NULL,
-                                  .no_alloc = true};
-    if (!(m->dev_ctx = ggml_init(ip))) return embd_fail(err, errlen, "out of memory");
-    size_t need = 0;
-    for (struct ggml_tensor *t = ggml_get_first_tensor(m->meta); t; t = ggml_get_next_tensor(m->meta, t)) {
-        ggml_set_name(ggml_dup_tensor(m->dev_ctx, t), ggml_get_name(t));
-        need += ggml_nbytes(t);
-    }
-    m->dev_buf = ggml_backend_alloc_ctx_tensors_from_buft(m->dev_ctx, ggml_backend_dev_buffer_type(m->dev.dev));
-    if (!m->dev_buf) {
-        size_t free_b, total_b;
-        embd_device_memory(&m->dev, &free_b, &total_b);
-        return embd_fail(err, errlen, "not enough memory on %s (%s) for the weights: %.0f MiB needed, %.0f MiB free",
-                         m->dev.name, m->dev.desc, need / 1048576.0, free_b / 1048576.0);
-    }
-    ggml_backend_buffer_set_usage(m->dev_buf, GGML_BACKEND_BUFFER_USAGE_WEIGHTS);
-    for (struct ggml_tensor *t = ggml_get_first_tensor(m->meta); t; t = ggml_get_next_tensor(m->meta, t))
-        ggml_backend_tensor_set(ggml_get_tensor(m->dev_ctx, ggml_get_name(t)), t->data, 0, ggml_nbytes(t));
+    if (embd_weights_upload(&m->dev, m->meta, m->map, m->map_size, &m->dev_ctx, &m->dev_buf, err, errlen)) return -1;
     m->info.device_bytes = ggml_backend_buffer_get_size(m->dev_buf);
-
     const embd_weights *h = &m->w;
     embd_weights *d = &m->dw;
     struct ggml_context *dc = m->dev_ctx;
-    d->tok_embd = twin(dc, h->tok_embd), d->pos_embd = twin(dc, h->pos_embd), d->type_embd = twin(dc, h->type_embd);
-    d->embd_norm_w = twin(dc, h->embd_norm_w), d->embd_norm_b = twin(dc, h->embd_norm_b);
-    d->cls_w = twin(dc, h->cls_w), d->cls_b = twin(dc, h->cls_b);
-    d->cls_out_w = twin(dc, h->cls_out_w), d->cls_out_b = twin(dc, h->cls_out_b);
-    if (!(d->layers = calloc((size_t)m->info.n_layer, sizeof *d->layers))) return embd_fail(err, errlen, "out of memory");
-    /* embd_layer is a flat run of tensor pointers */
-    enum { PER_LAYER = sizeof(embd_layer) / sizeof(struct ggml_tensor *) };
-    for (int il = 0; il < m->info.n_layer; il++) {
-        struct ggml_tensor *const *src = (struct ggml_tensor *const *)&h->layers[il];
-        struct ggml_tensor **dst = (struct ggml_tensor **)&d->layers[il];
-        for (int k = 0; k < PER_LAYER; k++) dst[k] = twin(dc, src[k]);
-    }
-    madvise(m->map, m->map_size, MADV_DONTNEED);
+#define T(f) d->f = embd_weights_twin(dc, h->f)
+    T(tok_embd), T(pos_embd), T(type_embd), T(embd_norm_w), T(embd_norm_b);
+    T(cls_w), T(cls_b), T(cls_out_w), T(cls_out_b);
+#undef T
+    if (!(d->layers = embd_weights_twin_layers(dc, h->layers, m->info.n_layer, sizeof *h->layers)))
+        return embd_fail(err, errlen, "out of memory");
     return 0;
 }
 
@@ -256,7 +200,7 @@ static int load_st_config(embd_model *m, char *err, size_t errlen) {
     const struct gguf_context *g = m->gguf;
     embd_model_info *in = &m->info;
     long long v;
-    if (kv_int(g, "embd.max_seq_length", &v)) {
+    if (embd_gguf_int(g, "embd.max_seq_length", &v)) {
         if (v < 2) return embd_fail(err, errlen, "embd.max_seq_length %lld is too small", v);
         if (v < in->n_ctx) in->n_ctx = (int)v; /* a longer value cannot exceed the position table */
     }
@@ -278,7 +222,7 @@ static int load_st_config(embd_model *m, char *err, size_t errlen) {
             m->prompt_texts[k++] = gguf_get_val_str(g, i);
         }
     }
-    m->default_prompt = kv_str(g, "embd.default_prompt_name");
+    m->default_prompt = embd_gguf_str(g, "embd.default_prompt_name");
     if (m->default_prompt && !embd_model_prompt(m, m->default_prompt))
         return embd_fail(err, errlen, "embd.default_prompt_name '%s' names no embd.prompts entry", m->default_prompt);
     return 0;
@@ -305,28 +249,15 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
         embd_fail(err, errlen, "out of memory");
         return NULL;
     }
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    if (fd < 0 || fstat(fd, &st) != 0) {
-        embd_fail(err, errlen, "cannot open model '%s'", path);
-        goto fail;
-    }
-    if (!S_ISREG(st.st_mode) || st.st_size < 32) {
-        embd_fail(err, errlen, "'%s' is not a GGUF model file", path);
-        goto fail;
-    }
-    struct gguf_init_params gp = {.no_alloc = true, .ctx = &m->meta};
+    size_t size = 0;
     parsing_gguf = true;
-    m->gguf = gguf_init_from_file(path, gp);
+    fd = embd_gguf_open(path, &m->gguf, &m->meta, &size, err, errlen);
     parsing_gguf = false;
-    if (!m->gguf) {
-        embd_fail(err, errlen, "'%s' is not a valid GGUF file (bad header, metadata or tensor table)", path);
-        goto fail;
-    }
+    if (fd < 0) goto fail;
     const struct gguf_context *g = m->gguf;
     embd_model_info *in = &m->info;
-    in->file_bytes = (size_t)st.st_size;
-    const char *arch = kv_str(g, "general.architecture");
+    in->file_bytes = size;
+    const char *arch = embd_gguf_str(g, "general.architecture");
     if (!arch) {
         embd_fail(err, errlen, "model has no general.architecture");
         goto fail;
@@ -336,7 +267,7 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
         goto fail;
     }
     snprintf(in->arch, sizeof in->arch, "%s", arch);
-    const char *name = kv_str(g, "general.name");
+    const char *name = embd_gguf_str(g, "general.name");
     snprintf(in->name, sizeof in->name, "%s", name ? name : "");
 
     long long v;
@@ -372,36 +303,10 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
     }
 
     /* Map the file: weights stay in the page cache, shared by every process serving it. */
-    m->map_size = (size_t)st.st_size;
-    m->map = mmap(NULL, m->map_size, PROT_READ, MAP_SHARED, fd, 0);
-    if (m->map == MAP_FAILED) {
-        m->map = NULL;
-        embd_fail(err, errlen, "cannot mmap '%s'", path);
-        goto fail;
-    }
+    m->map_size = size;
+    if (embd_gguf_map(fd, path, size, g, m->meta, &m->map, &m->buf, &in->n_params, err, errlen)) goto fail;
     close(fd);
     fd = -1;
-    m->buf = ggml_backend_cpu_buffer_from_ptr(m->map, m->map_size);
-    if (!m->buf) {
-        embd_fail(err, errlen, "cannot create weight buffer");
-        goto fail;
-    }
-    size_t data_off = gguf_get_data_offset(g);
-    int64_t nt = gguf_get_n_tensors(g);
-    for (int64_t i = 0; i < nt; i++) {
-        const char *tn = gguf_get_tensor_name(g, i);
-        struct ggml_tensor *t = ggml_get_tensor(m->meta, tn);
-        size_t off = data_off + gguf_get_tensor_offset(g, i), nb = ggml_nbytes(t);
-        if (off > m->map_size || nb > m->map_size - off) {
-            embd_fail(err, errlen, "model file is truncated: tensor '%s' lies past the end", tn);
-            goto fail;
-        }
-        if (ggml_backend_tensor_alloc(m->buf, t, (char *)m->map + off) != GGML_STATUS_SUCCESS) {
-            embd_fail(err, errlen, "cannot place tensor '%s'", tn);
-            goto fail;
-        }
-        in->n_params += (size_t)ggml_nelements(t);
-    }
 
     if (p && p->tokenizer_json)
         m->tok = embd_tokenizer_from_json_file(p->tokenizer_json, err, errlen);
@@ -442,7 +347,7 @@ embd_model *embd_model_load(const char *path, const embd_model_params *p, char *
     if (load_head(m, err, errlen)) goto fail;
     in->n_positions = in->n_ctx;
     if (load_st_config(m, err, errlen)) goto fail;
-    const char *tmodel = kv_str(g, "tokenizer.ggml.model");
+    const char *tmodel = embd_gguf_str(g, "tokenizer.ggml.model");
     in->pair_double_sep = tmodel && !strcmp(tmodel, "t5"); /* XLM-R's SentencePiece vocabulary */
     snprintf(in->weight_type, sizeof in->weight_type, "%s", ggml_type_name(m->w.layers[0].q_w->type));
     /* GPUs multiply the file's types directly (cuBLAS, ggml's quantized kernels) */
