@@ -1,5 +1,6 @@
 #include "tokenizer/tok_unicode.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <utf8proc.h>
 
@@ -243,4 +244,56 @@ size_t tu_utf8_validate(const uint8_t *s, size_t len)
         i += need + 1;
     }
     return len;
+}
+
+bool tu_order_marks(uint32_t *v, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        v[i] |= (uint32_t)tu_ccc(v[i]) << 21; /* code points fit in 21 bits */
+    if (n <= 64) {
+        for (size_t i = 1; i < n; i++) {
+            uint32_t x = v[i];
+            size_t j = i;
+            while (j > 0 && (v[j - 1] >> 21) > (x >> 21)) {
+                v[j] = v[j - 1];
+                j--;
+            }
+            v[j] = x;
+        }
+    } else { /* counting sort: long runs (zalgo text) stay linear */
+        size_t count[257] = {0};
+        uint32_t *tmp = malloc(n * sizeof *tmp);
+        if (!tmp)
+            return false;
+        for (size_t i = 0; i < n; i++)
+            count[(v[i] >> 21) + 1]++;
+        for (size_t k = 1; k < 257; k++)
+            count[k] += count[k - 1];
+        for (size_t i = 0; i < n; i++)
+            tmp[count[v[i] >> 21]++] = v[i];
+        memcpy(v, tmp, n * sizeof *tmp);
+        free(tmp);
+    }
+    for (size_t i = 0; i < n; i++)
+        v[i] &= 0x1FFFFF;
+    return true;
+}
+
+bool tu_lower_cps(const tok_cps *in, tok_cps *out)
+{
+    out->n = 0;
+    if (!tok_cps_reserve(out, in->n + 16))
+        return false;
+    for (size_t i = 0; i < in->n; i++) {
+        uint32_t cp = in->v[i];
+        if (!tok_cps_reserve(out, TU_MAX_LOWER))
+            return false;
+        if (cp < 0x80)
+            out->v[out->n++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
+        else if (cp == 0x3A3)
+            out->v[out->n++] = tu_final_sigma(in->v, in->n, i) ? 0x3C2 : 0x3C3;
+        else
+            out->n += (size_t)tu_lower(cp, out->v + out->n);
+    }
+    return true;
 }

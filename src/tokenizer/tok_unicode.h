@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tokenizer/tok_buf.h"
+
 enum {
     TU_CTRL = 1,  /* \p{Cc}|\p{Cf}|\p{Co}|\p{Cs}: dropped by clean_text (except \t \n \r) */
     TU_SPACE = 2, /* JavaScript \s */
@@ -46,6 +48,13 @@ static inline bool tu_number(uint32_t cp)
 /* toLowerCase's final-sigma rule for U+03A3 at v[i]: preceded by a cased character and not
  * followed by one (case-ignorable characters skipped both ways). */
 bool tu_final_sigma(const uint32_t *v, size_t n, size_t i);
+
+/* Stable sort of a run of non-starters by combining class (canonical ordering); false when out
+ * of memory. */
+bool tu_order_marks(uint32_t *v, size_t n);
+/* out = in lowercased as JavaScript's toLowerCase does (full mappings, final sigma); false when
+ * out of memory. */
+bool tu_lower_cps(const tok_cps *in, tok_cps *out);
 
 /* BMP CJK ideograph ranges of BertNormalizer; transformers.js tests UTF-16 units, so the
  * supplementary-plane ranges of the Rust implementation never match there. */

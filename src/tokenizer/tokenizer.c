@@ -102,40 +102,6 @@ static inline bool is_ws(uint32_t cp)
 
 /* ---------------------------------------------------------------- normalizer */
 
-/* Stable sort of a run of non-starters by combining class (canonical ordering). */
-static bool reorder_run(uint32_t *v, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        v[i] |= (uint32_t)tu_ccc(v[i]) << 21; /* code points fit in 21 bits */
-    if (n <= 64) {
-        for (size_t i = 1; i < n; i++) {
-            uint32_t x = v[i];
-            size_t j = i;
-            while (j > 0 && (v[j - 1] >> 21) > (x >> 21)) {
-                v[j] = v[j - 1];
-                j--;
-            }
-            v[j] = x;
-        }
-    } else { /* counting sort: long runs (zalgo text) stay linear */
-        size_t count[257] = {0};
-        uint32_t *tmp = malloc(n * sizeof *tmp);
-        if (!tmp)
-            return false;
-        for (size_t i = 0; i < n; i++)
-            count[(v[i] >> 21) + 1]++;
-        for (size_t k = 1; k < 257; k++)
-            count[k] += count[k - 1];
-        for (size_t i = 0; i < n; i++)
-            tmp[count[v[i] >> 21]++] = v[i];
-        memcpy(v, tmp, n * sizeof *tmp);
-        free(tmp);
-    }
-    for (size_t i = 0; i < n; i++)
-        v[i] &= 0x1FFFFF;
-    return true;
-}
-
 static bool reserve_out(scratch *sc, size_t nbytes, size_t noffs)
 {
     if (nbytes > sc->bytes_cap) {
@@ -226,21 +192,8 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
         }
     }
     if (o->lowercase) {
-        out->n = 0;
-        if (!tok_cps_reserve(out, in->n + 16))
+        if (!tu_lower_cps(in, out))
             return false;
-        for (size_t i = 0; i < in->n; i++) {
-            uint32_t cp = in->v[i];
-            if (!tok_cps_reserve(out, TU_MAX_LOWER))
-                return false;
-            if (cp < 0x80) {
-                out->v[out->n++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
-            } else if (cp == 0x3A3) {
-                out->v[out->n++] = tu_final_sigma(in->v, in->n, i) ? 0x3C2 : 0x3C3;
-            } else {
-                out->n += (size_t)tu_lower(cp, out->v + out->n);
-            }
-        }
         tok_cps *x = in;
         in = out;
         out = x;
@@ -271,7 +224,7 @@ static bool normalize(const embd_tokenizer *t, const uint8_t *s, size_t n, scrat
             size_t j = i + 1;
             while (j < out->n && out->v[j] >= 0x300 && tu_ccc(out->v[j]) != 0)
                 j++;
-            if (j - i > 1 && !reorder_run(out->v + i, j - i))
+            if (j - i > 1 && !tu_order_marks(out->v + i, j - i))
                 return false;
             for (; i < j; i++)
                 if (!(tu_flags(out->v[i]) & TU_MN))

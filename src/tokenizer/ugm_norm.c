@@ -17,37 +17,6 @@
 
 /* ---------------------------------------------------------------- Unicode normalization forms */
 
-/* Stable sort of a run of non-starters by combining class (canonical ordering). */
-static bool order_marks(uint32_t *v, size_t n)
-{
-    if (n <= 64) {
-        for (size_t i = 1; i < n; i++) {
-            uint32_t x = v[i];
-            int cx = tu_ccc(x);
-            size_t j = i;
-            while (j > 0 && tu_ccc(v[j - 1]) > cx) {
-                v[j] = v[j - 1];
-                j--;
-            }
-            v[j] = x;
-        }
-        return true;
-    }
-    /* counting sort: long runs (zalgo text) stay linear */
-    size_t count[257] = {0};
-    uint32_t *tmp = malloc(n * sizeof *tmp);
-    if (!tmp)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        count[tu_ccc(v[i]) + 1]++;
-    for (size_t k = 1; k < 257; k++)
-        count[k] += count[k - 1];
-    for (size_t i = 0; i < n; i++)
-        tmp[count[tu_ccc(v[i])]++] = v[i];
-    memcpy(v, tmp, n * sizeof *tmp);
-    free(tmp);
-    return true;
-}
 
 static const ugm_nfkd_delta *nfkd_delta(uint32_t cp)
 {
@@ -155,7 +124,7 @@ static bool unorm(const uint32_t *in, size_t n, bool compat, bool compose, tok_c
             size_t j = i + 1;
             while (j < m && v[j] >= 0x300 && tu_ccc(v[j]) != 0)
                 j++;
-            if (j - i > 1 && !order_marks(v + i, j - i))
+            if (j - i > 1 && !tu_order_marks(v + i, j - i))
                 return false;
             i = j;
         }
@@ -261,24 +230,6 @@ static bool replace(const ugm_norm_step *st, const tok_cps *in, tok_cps *out)
     return true;
 }
 
-static bool lowercase(const tok_cps *in, tok_cps *out)
-{
-    out->n = 0;
-    if (!tok_cps_reserve(out, in->n + 16))
-        return false;
-    for (size_t i = 0; i < in->n; i++) {
-        uint32_t cp = in->v[i];
-        if (!tok_cps_reserve(out, TU_MAX_LOWER))
-            return false;
-        if (cp < 0x80)
-            out->v[out->n++] = (cp >= 'A' && cp <= 'Z') ? cp + 32 : cp;
-        else if (cp == 0x3A3)
-            out->v[out->n++] = tu_final_sigma(in->v, in->n, i) ? 0x3C2 : 0x3C3;
-        else
-            out->n += (size_t)tu_lower(cp, out->v + out->n);
-    }
-    return true;
-}
 
 static bool js_ws(uint32_t cp)
 {
@@ -304,7 +255,7 @@ bool ugm_norm_apply(const ugm_norm_step *steps, size_t n, tok_cps *a, tok_cps *b
             ok = replace(st, in, out);
             break;
         case UGM_N_LOWERCASE:
-            ok = lowercase(in, out);
+            ok = tu_lower_cps(in, out);
             break;
         case UGM_N_STRIP: { /* in place: JS trim / trimStart / trimEnd */
             size_t s = 0, e = in->n;
