@@ -31,26 +31,14 @@ sys.path.insert(0, os.path.join(SRC, "tests", "convert"))
 import gen_hf_clip as gen  # noqa: E402
 from clip_ref import ClipRef  # noqa: E402
 from gguf_lite import GGUF, STRING, ARRAY  # noqa: E402
+import tally  # noqa: E402
+from tally import check, failures  # noqa: E402
 
 EMBD = os.environ.get("EMBD_BIN") or os.path.join(SRC, "build", "embd")
 TMP = os.path.join(os.environ.get("EMBD_TEST_TMP") or "/tmp/embd-test-tmp", "clip")
 MIN_COS = {"f32": 0.9999, "f16": 0.9999, "q8_0": 0.999}
 TEXTS = ["a photo of a cat", "A DOG running on the beach!", "naïve café — 東京 🙂",
          " ".join(f"word{i} and more words to go past the context" for i in range(30))]
-
-failures = []
-passed = 0
-
-
-def check(ok, what):
-    global passed
-    if ok:
-        passed += 1
-    else:
-        failures.append(what)
-        print(f"FAIL: {what}", flush=True)
-    return ok
-
 
 ENV = dict(os.environ)
 
@@ -407,7 +395,7 @@ def main():
         shutil.rmtree(hf["real"], ignore_errors=True)  # 300 MB
         os.remove(rm)
 
-    print(f"{passed} checks passed, {len(failures)} failed")
+    print(f"{tally.passed} checks passed, {len(failures)} failed")
     if failures:
         sys.exit(1)
 

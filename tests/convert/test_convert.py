@@ -45,6 +45,8 @@ import gen_hf_model as gen  # noqa: E402
 from bert_ref import GELU, BertRef  # noqa: E402
 from common import centred_cosine, import_gguf, l2_normalize, load_jsonl, truncate_ids  # noqa: E402
 from gguf_lite import GGUF  # noqa: E402
+import tally  # noqa: E402
+from tally import check, failures  # noqa: E402
 
 EMBD = os.environ.get("EMBD_BIN") or os.path.join(SRC, "build", "embd")
 TMP = os.path.join(os.environ.get("EMBD_TEST_TMP") or "/tmp/embd-test-tmp", "convert")
@@ -58,20 +60,6 @@ TEXTS = ["hello world", "The quick brown fox jumps over the lazy dog.", "What is
          "Paris is the capital and most populous city of France.", "def add(a, b): return a + b",
          "a", "1 2 3 4 5 6 7 8 9 10", "Tokenizers split words into sub-word pieces.",
          " ".join(f"Sentence {i} says that batching packs texts of similar length together." for i in range(30))]
-
-failures = []
-passed = 0
-
-
-def check(ok, what):
-    global passed
-    if ok:
-        passed += 1
-    else:
-        failures.append(what)
-        print(f"FAIL: {what}", flush=True)
-    return ok
-
 
 def run(args, **kw):
     return subprocess.run([EMBD, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
@@ -818,7 +806,7 @@ def main():
     print(f"llama.cpp checks done at {time.time() - t0:.1f} s", flush=True)
     check_errors(hf)
 
-    print(f"convert: {passed} checks passed, {len(failures)} failed, {time.time() - t0:.1f} s")
+    print(f"convert: {tally.passed} checks passed, {len(failures)} failed, {time.time() - t0:.1f} s")
     if failures:
         sys.exit(1)
     shutil.rmtree(TMP, ignore_errors=True)
