@@ -2,9 +2,11 @@
 #ifndef EMBD_FUZZ_COMMON_H
 #define EMBD_FUZZ_COMMON_H
 
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -94,6 +96,35 @@ static inline void fuzz_check_tokens(const embd_tokenizer *t, const embd_tokens 
     FUZZ_CHECK(tk->ids[0] == embd_tokenizer_cls_id(t));
     if (tk->n >= 2)
         FUZZ_CHECK(tk->ids[tk->n - 1] == embd_tokenizer_sep_id(t));
+}
+
+/* The checks every tokenizer target makes on one input: text that is not UTF-8 is refused at its
+ * first bad byte with no tokens; valid text encodes to well-formed tokens; with max_tokens, the
+ * truncated encoding keeps the full one's count and its leading pieces. full and cut hold the
+ * encodings (the caller frees them). Returns whether the text was valid and encoded. */
+static inline bool fuzz_check_encode(const embd_tokenizer *tok, const char *text, size_t len, size_t max_tokens,
+                                     embd_tokens *full, embd_tokens *cut)
+{
+    size_t off = SIZE_MAX;
+    int rc = embd_tokenizer_encode(tok, text, len, 0, full, &off);
+    size_t valid = fuzz_utf8_valid_prefix((const uint8_t *)text, len);
+    if (valid < len) {
+        FUZZ_CHECK(rc == EMBD_TOK_EUTF8);
+        FUZZ_CHECK(off < len && off == valid);
+        FUZZ_CHECK(full->n == 0);
+        return false;
+    }
+    FUZZ_CHECK(rc == EMBD_TOK_OK);
+    fuzz_check_tokens(tok, full, 0);
+    if (max_tokens) {
+        FUZZ_CHECK(embd_tokenizer_encode(tok, text, len, max_tokens, cut, NULL) == EMBD_TOK_OK);
+        fuzz_check_tokens(tok, cut, max_tokens);
+        FUZZ_CHECK(cut->n_full == full->n_full);
+        /* right-side truncation: the kept pieces are the first pieces of the full encoding */
+        if (cut->n >= 2)
+            FUZZ_CHECK(!memcmp(cut->ids + 1, full->ids + 1, (cut->n - 2) * sizeof *cut->ids));
+    }
+    return true;
 }
 
 #endif

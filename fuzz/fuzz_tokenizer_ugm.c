@@ -65,24 +65,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     size_t len = size - 1;
 
     embd_tokens full = {0}, cut = {0};
-    size_t off = SIZE_MAX;
-    int rc = embd_tokenizer_encode(tok, text, len, 0, &full, &off);
-    size_t valid = fuzz_utf8_valid_prefix((const uint8_t *)text, len);
-    if (valid < len) {
-        FUZZ_CHECK(rc == EMBD_TOK_EUTF8);
-        FUZZ_CHECK(off < len && off == valid);
-        FUZZ_CHECK(full.n == 0);
-    } else {
-        FUZZ_CHECK(rc == EMBD_TOK_OK);
-        fuzz_check_tokens(tok, &full, 0);
-    }
-    if (rc == EMBD_TOK_OK && max_tokens) {
-        FUZZ_CHECK(embd_tokenizer_encode(tok, text, len, max_tokens, &cut, NULL) == EMBD_TOK_OK);
-        fuzz_check_tokens(tok, &cut, max_tokens);
-        FUZZ_CHECK(cut.n_full == full.n_full);
-        if (cut.n >= 2)
-            FUZZ_CHECK(!memcmp(cut.ids + 1, full.ids + 1, (cut.n - 2) * sizeof *cut.ids));
-    }
+    fuzz_check_encode(tok, text, len, max_tokens, &full, &cut);
     embd_tokens_free(&full);
     embd_tokens_free(&cut);
     return 0;
