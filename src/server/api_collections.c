@@ -18,7 +18,9 @@
 enum {
     MAX_K = 1000,
     MAX_ID_BYTES = 512,
-    JOB_ITEMS = 256,
+    /* chunks per scheduler job: the request timeout applies to each job's queued items, so a job
+     * must finish well within it on a slow machine (64 x 256 tokens at 1k tokens/s: 16 s) */
+    JOB_ITEMS = 64,
     ASYNC_BYTES = 1 << 20, /* document text above this runs as an ingest job unless "async": false */
 };
 /* Seconds a synchronous ingest may spend starting enrichment calls (when the server has no
