@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/mman.h>
 #include <unistd.h>
 
@@ -52,6 +53,9 @@ static bool kv_f32x3(const struct gguf_context *g, const char *key, float out[3]
 }
 
 bool embd_gguf_is_clip(const char *path) {
+    /* a FIFO or device must be read once, by the real loader */
+    struct stat st;
+    if (stat(path, &st) || !S_ISREG(st.st_mode)) return false;
     struct gguf_init_params gp = {.no_alloc = true, .ctx = NULL};
     struct gguf_context *g = gguf_init_from_file(path, gp);
     if (!g) return false;
