@@ -74,8 +74,8 @@ static void run_clip(json_t *root, embd_clip_route route, bool bad_utf8)
         FUZZ_CHECK(it->bad || it->s);
         if (it->kind != EMBD_CITEM_TEXT) images++;
         if (it->kind == EMBD_CITEM_URL && !it->bad) FUZZ_CHECK(it->len >= 7 && !memchr(it->s, 0, it->len));
-        res[i] = (embd_clip_result){.ok = !it->bad && i % 3 != 2, .vec = vec, .n_tokens = 2, .status = 422,
-                                    .type = "invalid_image", .message = "x"};
+        res[i] = (embd_clip_result){.ok = !it->bad && i % 3 != 2, .vec = vec, .n_tokens = 2};
+        if (!res[i].ok) embd_api_fail(&res[i].err, 422, "invalid_image", -1, "x");
     }
     FUZZ_CHECK(route != EMBD_CLIP_TEXT || images == 0);
     FUZZ_CHECK(route == EMBD_CLIP_TEXT || route == EMBD_CLIP_OPENAI || images == r.n);

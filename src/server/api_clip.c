@@ -154,7 +154,7 @@ int embd_api_clip_parse(json_t *root, embd_clip_route route, bool bad_utf8, cons
 }
 
 static json_t *item_error(const embd_clip_result *x) {
-    return json_pack("{s:s, s:s}", "type", x->type ? x->type : "error", "message", x->message);
+    return json_pack("{s:s, s:s}", "type", x->err.type ? x->err.type : "error", "message", x->err.message);
 }
 
 char *embd_api_clip_response(const embd_clip_req *r, const embd_clip_result *res, int dim, const char *model_name,
@@ -162,8 +162,8 @@ char *embd_api_clip_response(const embd_clip_req *r, const embd_clip_result *res
     if (r->route != EMBD_CLIP_IMAGE_BATCH)
         for (size_t i = 0; i < r->n; i++)
             if (!res[i].ok) {
-                embd_api_fail(e, res[i].status ? res[i].status : 422, res[i].type ? res[i].type : "error",
-                              r->route == EMBD_CLIP_IMAGE ? -1 : (long)i, "%s", res[i].message);
+                *e = res[i].err;
+                e->index = r->route == EMBD_CLIP_IMAGE ? -1 : (long)i;
                 return NULL;
             }
     size_t tokens = 0, ok = 0;

@@ -44,14 +44,13 @@ int embd_api_clip_parse(json_t *root, embd_clip_route route, bool bad_utf8, cons
                         embd_clip_req *out, embd_api_error *e);
 void embd_clip_req_free(embd_clip_req *r);
 
-/* One item's outcome: a unit vector, or a client-facing error (type, message). */
+/* One item's outcome: a unit vector, or a client-facing error (its status is the one a whole
+ * request gets when this item fails it: single image, text, OpenAI). */
 typedef struct {
     bool ok;
     const float *vec;
-    int n_tokens;     /* texts */
-    int status;       /* HTTP status when this error fails a whole request (single image, text) */
-    const char *type;
-    char message[256];
+    int n_tokens; /* texts */
+    embd_api_error err;
 } embd_clip_result;
 
 /* The response body (malloc'd). Image batches keep every item's own outcome in input order;

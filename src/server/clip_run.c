@@ -2,7 +2,6 @@
 #include "server/clip_run.h"
 
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,18 +34,6 @@ void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st) {
     pthread_mutex_unlock(&x->mu);
 }
 
-static void set_err(embd_clip_result *r, int status, const char *type, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void set_err(embd_clip_result *r, int status, const char *type, const char *fmt, ...) {
-    r->ok = false;
-    r->status = status;
-    r->type = type;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(r->message, sizeof r->message, fmt, ap);
-    va_end(ap);
-}
-
 /* Phase 1 for images: bytes (downloaded or inline) -> pixels of the k-th good image. */
 static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *pixels,
                           size_t *img_of, size_t *n_img) {
@@ -54,19 +41,20 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip
     size_t *fetch_of = calloc(r->n, sizeof *fetch_of), nf = 0;
     if (!fi || !fetch_of) {
         for (size_t i = 0; i < r->n; i++)
-            if (r->items[i].kind != EMBD_CITEM_TEXT) set_err(&res[i], 503, "out_of_memory", "out of memory");
+            if (r->items[i].kind != EMBD_CITEM_TEXT)
+                embd_api_fail(&res[i].err, 503, "out_of_memory", -1, "out of memory");
         free(fi), free(fetch_of);
         return;
     }
     for (size_t i = 0; i < r->n; i++) {
         const embd_clip_item *it = &r->items[i];
         if (it->kind == EMBD_CITEM_TEXT) continue;
-        if (it->bad) set_err(&res[i], 422, "invalid_image", "%s", it->bad);
+        if (it->bad) embd_api_fail(&res[i].err, 422, "invalid_image", -1, "%s", it->bad);
         else if (it->kind == EMBD_CITEM_URL) fetch_of[nf] = i, fi[nf++].url = it->s;
     }
     if (nf) embd_fetch_all(fi, nf, &x->o.fetch);
     for (size_t k = 0; k < nf; k++)
-        if (fi[k].error[0]) set_err(&res[fetch_of[k]], 422, "download_failed", "%s", fi[k].error);
+        if (fi[k].error[0]) embd_api_fail(&res[fetch_of[k]].err, 422, "download_failed", -1, "%s", fi[k].error);
 
     const embd_clip_info *ci = embd_clip_get_info(x->clip);
     embd_image_prep prep;
@@ -87,7 +75,7 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip
             if (fi[f].error[0]) continue;
             data = fi[f].data, len = fi[f].len;
         } else if (embd_image_source_decode(it->s, it->len, &owned, &len, err, sizeof err)) {
-            set_err(&res[i], 422, "invalid_image", "%s", err);
+            embd_api_fail(&res[i].err, 422, "invalid_image", -1, "%s", err);
             continue;
         } else {
             data = owned;
@@ -95,12 +83,12 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip
         embd_image im = {0};
         int h = 0, w = 0;
         if (embd_image_decode(data, len, &lim, &im, err, sizeof err)) {
-            set_err(&res[i], 422, "invalid_image", "%s", err);
+            embd_api_fail(&res[i].err, 422, "invalid_image", -1, "%s", err);
         } else if (embd_image_prep_size(&im, &prep, &h, &w), h != ci->image_size || w != ci->image_size) {
-            set_err(&res[i], 500, "internal", "preprocessing gave %dx%d, the model takes %dx%d", w, h, ci->image_size,
-                    ci->image_size);
+            embd_api_fail(&res[i].err, 500, "internal", -1, "preprocessing gave %dx%d, the model takes %dx%d", w, h,
+                          ci->image_size, ci->image_size);
         } else if (embd_image_preprocess(&im, &prep, pixels + *n_img * per, err, sizeof err)) {
-            set_err(&res[i], 503, "out_of_memory", "%s", err);
+            embd_api_fail(&res[i].err, 503, "out_of_memory", -1, "%s", err);
         } else {
             img_of[(*n_img)++] = i;
         }
@@ -124,21 +112,21 @@ static void gather_texts(embd_clip_runner *x, const embd_clip_req *r, embd_clip_
         size_t bad = 0;
         int rc = embd_tokenizer_encode(tok, it->s, it->len, x->o.truncate ? (size_t)ctx : 0, &tk, &bad);
         if (rc == EMBD_TOK_EUTF8) {
-            set_err(&res[i], 422, "invalid_utf8", "input %zu is not valid UTF-8 (byte %zu)", i, bad);
+            embd_api_fail(&res[i].err, 422, "invalid_utf8", -1, "input %zu is not valid UTF-8 (byte %zu)", i, bad);
             continue;
         }
         if (rc != EMBD_TOK_OK) {
-            set_err(&res[i], 503, "out_of_memory", "out of memory while tokenizing");
+            embd_api_fail(&res[i].err, 503, "out_of_memory", -1, "out of memory while tokenizing");
             continue;
         }
         if (tk.n > (size_t)ctx) {
-            set_err(&res[i], 413, "input_too_long", "input %zu has %zu tokens, more than the limit of %d (truncation is off)",
-                    i, tk.n, ctx);
+            embd_api_fail(&res[i].err, 413, "input_too_long", -1,
+                          "input %zu has %zu tokens, more than the limit of %d (truncation is off)", i, tk.n, ctx);
             continue;
         }
         int32_t *copy = malloc(tk.n * sizeof *copy);
         if (!copy) {
-            set_err(&res[i], 503, "out_of_memory", "out of memory while tokenizing");
+            embd_api_fail(&res[i].err, 503, "out_of_memory", -1, "out of memory while tokenizing");
             continue;
         }
         memcpy(copy, tk.ids, tk.n * sizeof *copy);
