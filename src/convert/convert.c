@@ -330,8 +330,9 @@ static int write_tensor(FILE *f, const out_tensor *o, size_t alignment) {
     return rc;
 }
 
-int embd_convert_write_gguf(struct gguf_context *g, const out_tensor *t, size_t n, const char *tmp, char *err,
-                           size_t errlen) {
+/* The file tmp, created anew: header, metadata and tensor data, synced. */
+static int write_file(struct gguf_context *g, const out_tensor *t, size_t n, const char *tmp, char *err,
+                      size_t errlen) {
     int fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
     if (fd < 0) return embd_fail(err, errlen, "cannot create %s: %s", tmp, strerror(errno));
     FILE *f = fdopen(fd, "wb");
@@ -352,6 +353,17 @@ int embd_convert_write_gguf(struct gguf_context *g, const out_tensor *t, size_t 
     return 0;
 }
 
+int embd_convert_write_gguf(struct gguf_context *g, const out_tensor *t, size_t n, const char *path, char *err,
+                            size_t errlen) {
+    char tmp[4096 + 32];
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    int rc = write_file(g, t, n, tmp, err, errlen);
+    if (!rc && rename(tmp, path) != 0)
+        rc = embd_fail(err, errlen, "cannot rename %s to %s: %s", tmp, path, strerror(errno));
+    if (rc) unlink(tmp);
+    return rc;
+}
+
 int embd_convert(const embd_convert_opts *o, embd_convert_stats *stats, char *err, size_t errlen) {
     if (o->type != GGML_TYPE_F32 && o->type != GGML_TYPE_F16 && o->type != GGML_TYPE_Q8_0)
         return embd_fail(err, errlen, "output type must be f32, f16 or q8_0");
@@ -367,7 +379,6 @@ int embd_convert(const embd_convert_opts *o, embd_convert_stats *stats, char *er
     size_t nt = 0;
     struct gguf_context *g = NULL;
     struct ggml_context *meta = NULL;
-    char tmp[4096 + 32] = "";
     int rc = -1;
     if (embd_hf_dir_is_clip(o->hf_dir)) return embd_convert_clip(o, stats, err, errlen); /* convert_clip.c */
     if (embd_hf_config_load(o->hf_dir, &c, err, errlen)) return -1;
@@ -406,13 +417,7 @@ int embd_convert(const embd_convert_opts *o, embd_convert_stats *stats, char *er
         n_params += (size_t)ggml_nelements(gt);
     }
 
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->out_path, (int)getpid());
-    if (embd_convert_write_gguf(g, t, nt, tmp, err, errlen)) goto out;
-    if (rename(tmp, o->out_path) != 0) {
-        embd_fail(err, errlen, "cannot rename %s to %s: %s", tmp, o->out_path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = 0;
+    if (embd_convert_write_gguf(g, t, nt, o->out_path, err, errlen)) goto out;
     if (stats) {
         stats->n_tensors = nt;
         stats->n_params = n_params;
@@ -421,7 +426,6 @@ int embd_convert(const embd_convert_opts *o, embd_convert_stats *stats, char *er
     }
     rc = 0;
 out:
-    if (tmp[0]) unlink(tmp);
     if (meta) ggml_free(meta);
     if (g) gguf_free(g);
     free(t);

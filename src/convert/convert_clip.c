@@ -511,7 +511,6 @@ int embd_convert_clip(const embd_convert_opts *o, embd_convert_stats *stats, cha
     out_tensor *ot = NULL;
     struct gguf_context *g = NULL;
     struct ggml_context *meta = NULL;
-    char tmp[4096 + 32] = "";
     size_t n = 0, n_params = 0;
     float logit_scale = NAN;
     int rc = -1;
@@ -535,13 +534,7 @@ int embd_convert_clip(const embd_convert_opts *o, embd_convert_stats *stats, cha
         n_params += (size_t)ggml_nelements(gt);
         ot[i] = plan[i].o;
     }
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", o->out_path, (int)getpid());
-    if (embd_convert_write_gguf(g, ot, n, tmp, err, errlen)) goto out;
-    if (rename(tmp, o->out_path) != 0) {
-        embd_fail(err, errlen, "cannot rename %s to %s: %s", tmp, o->out_path, strerror(errno));
-        goto out;
-    }
-    tmp[0] = 0;
+    if (embd_convert_write_gguf(g, ot, n, o->out_path, err, errlen)) goto out;
     if (stats) {
         struct stat st;
         stats->n_tensors = n;
@@ -551,7 +544,6 @@ int embd_convert_clip(const embd_convert_opts *o, embd_convert_stats *stats, cha
     }
     rc = 0;
 out:
-    if (tmp[0]) unlink(tmp);
     if (meta) ggml_free(meta);
     if (g) gguf_free(g);
     free(ot);

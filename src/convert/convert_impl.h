@@ -27,8 +27,9 @@ typedef struct {
 } out_tensor;
 
 /* Writes g's header and metadata, then each t[i]'s data in order (the order of g's tensors), to
- * the new file tmp. Returns 0, or -1 with err. */
-int embd_convert_write_gguf(struct gguf_context *g, const out_tensor *t, size_t n, const char *tmp, char *err,
+ * path: through a new temporary file beside it, synced, then renamed over path, so a failed or
+ * interrupted conversion never leaves a partial GGUF. Returns 0, or -1 with err. */
+int embd_convert_write_gguf(struct gguf_context *g, const out_tensor *t, size_t n, const char *path, char *err,
                             size_t errlen);
 
 /* Whether dir's config.json declares a CLIP model (model_type "clip"). */
