@@ -234,9 +234,8 @@ static void on_connection(void *cls, struct MHD_Connection *c, void **ctx, enum 
 
 /* ---- the scheduler side of a request ----------------------------------------------------- */
 
-static void job_done(embd_job *job, void *ud) {
-    (void)job;
-    req *q = ud;
+/* The request's work is done (scheduler job or CLIP thread): its connection resumes if parked. */
+static void finish_request(req *q) {
     pthread_mutex_lock(&q->mu);
     q->finished = true;
     if (q->suspended) {
@@ -244,6 +243,11 @@ static void job_done(embd_job *job, void *ud) {
         MHD_resume_connection(q->conn);
     }
     pthread_mutex_unlock(&q->mu);
+}
+
+static void job_done(embd_job *job, void *ud) {
+    (void)job;
+    finish_request(ud);
 }
 
 /* A suspended connection is not watched by libmicrohttpd, so the scheduler asks. */
@@ -450,17 +454,12 @@ static void *clip_thread(void *arg) {
     else if (!embd_clip_run(s->clip_run, &q->cr, res, vecs, &e))
         body = embd_api_clip_response(&q->cr, res, dim, s->model_name, &e);
     free(res), free(vecs);
-    /* a client that has its answer may send the next request at once: admit it */
-    atomic_fetch_sub(&s->clip_inflight, 1);
-    pthread_mutex_lock(&q->mu);
+    /* read by the HTTP thread only after finish_request's lock */
     q->clip_status = body ? 200 : e.status;
     q->clip_body = body ? body : embd_api_error_json(&e);
-    q->finished = true;
-    if (q->suspended) {
-        q->suspended = false;
-        MHD_resume_connection(q->conn);
-    }
-    pthread_mutex_unlock(&q->mu);
+    /* a client that has its answer may send the next request at once: admit it */
+    atomic_fetch_sub(&s->clip_inflight, 1);
+    finish_request(q);
     atomic_fetch_sub(&s->clip_threads, 1);
     return NULL;
 }
