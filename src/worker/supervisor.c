@@ -296,10 +296,11 @@ static void lost(embd_sup *s, wslot *w, bool kill_now, const char *why, const ch
         s->oom_times[1] = now;
         if (s->oom_times[0] > 0 && now - s->oom_times[0] < EMERGENCY_WINDOW) {
             s->emergency_until = now + emergency_stable();
+            /* gauge before log: whoever sees the line must see the state */
+            emergency_gauge(s, 1);
             if (!s->emergency_on) logev("event=emergency_mode state=on reason=\"2 OOM kills within %.0f s\"",
                                         EMERGENCY_WINDOW);
             s->emergency_on = true;
-            emergency_gauge(s, 1);
         }
         pthread_mutex_unlock(&s->emu);
     }
@@ -394,8 +395,8 @@ static bool emergency(embd_sup *s) {
     pthread_mutex_lock(&s->emu);
     if (s->emergency_on && embd_now() > s->emergency_until) {
         s->emergency_on = false;
-        logev("event=emergency_mode state=off stable_s=%.0f", emergency_stable());
         emergency_gauge(s, 0);
+        logev("event=emergency_mode state=off stable_s=%.0f", emergency_stable());
     }
     bool on = s->emergency_on;
     pthread_mutex_unlock(&s->emu);
