@@ -89,7 +89,8 @@ static bool path_is(const char *path, const char *base) {
 }
 
 unsigned embd_route_scope(const char *path) {
-    if (!strcmp(path, "/v1/embeddings") || !strcmp(path, "/embed") || !strcmp(path, "/tokenize"))
+    if (!strcmp(path, "/v1/embeddings") || !strcmp(path, "/embed") || !strcmp(path, "/tokenize") ||
+        !strcmp(path, "/v1/embed/image") || !strcmp(path, "/v1/embed/image-batch") || !strcmp(path, "/v1/embed/text"))
         return EMBD_SCOPE_EMBED;
     if (!strcmp(path, "/rerank") || !strcmp(path, "/v1/rerank")) return EMBD_SCOPE_RERANK;
     if (path_is(path, "/v1/jobs")) return EMBD_SCOPE_JOBS;

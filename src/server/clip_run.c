@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "util/sys.h"
+
 struct embd_clip_runner {
     embd_clip *clip;
     embd_clip_run_opts o;
@@ -35,8 +37,8 @@ void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st) {
 }
 
 /* Phase 1 for images: bytes (downloaded or inline) -> pixels of the k-th good image. */
-static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *pixels,
-                          size_t *img_of, size_t *n_img) {
+static void gather_images(embd_clip_runner *x, const embd_clip_req *r, const embd_fetch_opts *fo,
+                          embd_clip_result *res, float *pixels, size_t *img_of, size_t *n_img) {
     embd_fetch_item *fi = calloc(r->n, sizeof *fi);
     size_t *fetch_of = calloc(r->n, sizeof *fetch_of), nf = 0;
     if (!fi || !fetch_of) {
@@ -52,7 +54,7 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, embd_clip
         if (it->bad) embd_api_fail(&res[i].err, 422, "invalid_image", -1, "%s", it->bad);
         else if (it->kind == EMBD_CITEM_URL) fetch_of[nf] = i, fi[nf++].url = it->s;
     }
-    if (nf) embd_fetch_all(fi, nf, &x->o.fetch);
+    if (nf) embd_fetch_all(fi, nf, fo);
     for (size_t k = 0; k < nf; k++)
         if (fi[k].error[0]) embd_api_fail(&res[fetch_of[k]].err, 422, "download_failed", -1, "%s", fi[k].error);
 
@@ -138,7 +140,34 @@ static void gather_texts(embd_clip_runner *x, const embd_clip_req *r, embd_clip_
     embd_tokens_free(&tk);
 }
 
-int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *vecs, embd_api_error *e) {
+size_t embd_clip_run_tokens(embd_clip_runner *x, const embd_clip_req *r) {
+    const embd_tokenizer *tok = embd_clip_tokenizer(x->clip);
+    const size_t ctx = (size_t)embd_clip_get_info(x->clip)->text_ctx;
+    embd_tokens tk = {0};
+    size_t total = 0, bad;
+    for (size_t i = 0; i < r->n; i++)
+        if (r->items[i].kind == EMBD_CITEM_TEXT &&
+            embd_tokenizer_encode(tok, r->items[i].s, r->items[i].len, x->o.truncate ? ctx : 0, &tk, &bad) == EMBD_TOK_OK)
+            total += tk.n;
+    embd_tokens_free(&tk);
+    return total;
+}
+
+/* 0 while the request may still run; else fails it (e) and counts why. Under x->mu. */
+static int call_over(embd_clip_runner *x, const embd_clip_call *call, embd_api_error *e) {
+    if (call && call->deadline > 0 && embd_now() >= call->deadline) {
+        x->st.timeouts++;
+        return embd_api_fail(e, 504, "timeout", -1, "the request did not finish within the server's request timeout");
+    }
+    if (call && call->alive && !call->alive(call->ud)) {
+        x->st.cancelled++;
+        return embd_api_fail(e, 499, "cancelled", -1, "the client closed the connection");
+    }
+    return 0;
+}
+
+int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, const embd_clip_call *call, embd_clip_result *res,
+                  float *vecs, embd_api_error *e) {
     const embd_clip_info *ci = embd_clip_get_info(x->clip);
     const size_t dim = (size_t)ci->dim, n = r->n, per = 3 * (size_t)ci->image_size * (size_t)ci->image_size;
     size_t n_img_items = 0;
@@ -157,11 +186,25 @@ int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result 
         rc = embd_api_fail(e, 503, "out_of_memory", -1, "out of memory");
         goto done;
     }
-    if (n_img_items) gather_images(x, r, res, pixels, img_of, &n_img);
+    if (n_img_items) {
+        /* downloads end by the request's deadline at the latest (a late one fails as a timeout) */
+        embd_fetch_opts fo = x->o.fetch;
+        if (call && call->deadline > 0) {
+            double left_ms = (call->deadline - embd_now()) * 1e3;
+            if (left_ms < (double)fo.timeout_ms) fo.timeout_ms = left_ms < 1 ? 1 : (long)left_ms;
+        }
+        gather_images(x, r, &fo, res, pixels, img_of, &n_img);
+    }
     gather_texts(x, r, res, ids, lens, txt_of, &n_txt);
 
     char err[256] = "";
     pthread_mutex_lock(&x->mu);
+    /* checked once the model is ours: the wait for it counts, and a pass nobody reads is skipped */
+    if ((n_img || n_txt) && call_over(x, call, e)) {
+        pthread_mutex_unlock(&x->mu);
+        rc = -1;
+        goto done;
+    }
     if (n_img && embd_clip_encode_images(x->clip, pixels, (int)n_img, out, err, sizeof err)) rc = -1;
     if (!rc && n_txt &&
         embd_clip_encode_texts(x->clip, (const int32_t *const *)ids, lens, (int)n_txt, out + n_img * dim, err, sizeof err))

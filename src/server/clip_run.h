@@ -21,15 +21,28 @@ typedef struct {
 typedef struct embd_clip_runner embd_clip_runner;
 
 typedef struct {
-    uint64_t images, image_errors, texts, passes;
+    uint64_t images, image_errors, texts, passes, timeouts, cancelled;
 } embd_clip_run_stats;
 
 embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts *o);
 void embd_clip_runner_free(embd_clip_runner *x);
 void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st);
 
-/* Fills res[0..r->n) (vectors in vecs: r->n * dim floats). Returns 0, or -1 with e when the model
- * itself failed (every item is then unanswered). */
-int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, embd_clip_result *res, float *vecs, embd_api_error *e);
+/* What bounds one request: the server's request timeout and the client's presence. */
+typedef struct {
+    double deadline;         /* embd_now() time; 0: none. Downloads are cut at it; past it, no pass runs */
+    bool (*alive)(void *ud); /* NULL, or false once the client has gone: no pass runs for it */
+    void *ud;
+} embd_clip_call;
+
+/* Fills res[0..r->n) (vectors in vecs: r->n * dim floats). Returns 0, or -1 with e when the
+ * request as a whole failed (every item is then unanswered): 504 past the deadline, 499 when the
+ * client left, 500 when the model failed. */
+int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, const embd_clip_call *call, embd_clip_result *res,
+                  float *vecs, embd_api_error *e);
+
+/* Input tokens of the request's texts as the text tower sees them (truncated to its context when
+ * truncation is on; texts that fail to tokenize count 0), for tokens-per-minute rate limits. */
+size_t embd_clip_run_tokens(embd_clip_runner *x, const embd_clip_req *r);
 
 #endif

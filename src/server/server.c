@@ -182,6 +182,7 @@ static enum MHD_Result too_many(req *q, double wait, const char *what, double li
 }
 
 static double caller_rps(const req *q) { return q->who.rps >= 0 ? q->who.rps : q->s->o.rate_rps; }
+static double caller_tpm(const req *q) { return q->who.tpm >= 0 ? q->who.tpm : q->s->o.rate_tpm; }
 
 /* From the headers alone, so that a refused upload is never read. MHD_YES/NO once answered. */
 static int check_caller(req *q, const char *url, const char *method, enum MHD_Result *answered) {
@@ -210,8 +211,7 @@ static int check_signed(req *q, const char *url, const char *method, enum MHD_Re
 /* Input tokens are known only after tokenization: the caller's tokens/min bucket is charged then.
  * 0, or the seconds to wait. */
 static double charge_tokens(req *q, int32_t *const *ids, const int *lens, size_t n, double *tpm) {
-    *tpm = q->who.tpm >= 0 ? q->who.tpm : q->s->o.rate_tpm;
-    if (*tpm <= 0) return 0;
+    if ((*tpm = caller_tpm(q)) <= 0) return 0;
     double toks = 0;
     for (size_t i = 0; i < n; i++) toks += ids[i] ? lens[i] : 0;
     return embd_ratelimit_tokens(q->s->rl, q->who.name, *tpm, toks, embd_now());
@@ -451,7 +451,10 @@ static void *clip_thread(void *arg) {
     embd_api_error e;
     char *body = NULL;
     if (!res || !vecs) embd_api_fail(&e, 503, "out_of_memory", -1, "out of memory");
-    else if (!embd_clip_run(s->clip_run, &q->cr, res, vecs, &e))
+    else if (!embd_clip_run(s->clip_run, &q->cr,
+                            &(embd_clip_call){.deadline = s->o.request_timeout > 0 ? q->t0 + s->o.request_timeout : 0,
+                                              .alive = client_alive, .ud = q},
+                            res, vecs, &e))
         body = embd_api_clip_response(&q->cr, res, dim, s->model_name, &e);
     free(res), free(vecs);
     /* read by the HTTP thread only after finish_request's lock */
@@ -476,6 +479,13 @@ static enum MHD_Result handle_clip(req *q, json_t *root, bool bad_utf8) {
         return send_error(q, &e, NULL);
     }
     q->have_cr = true;
+    /* images count as requests only; text tokens also draw on the tokens-per-minute bucket */
+    double tpm = caller_tpm(q);
+    if (tpm > 0) {
+        double wait = embd_ratelimit_tokens(s->rl, q->who.name, tpm, (double)embd_clip_run_tokens(s->clip_run, &q->cr),
+                                            embd_now());
+        if (wait > 0) return too_many(q, wait, "input tokens", tpm, "per minute");
+    }
     if (atomic_fetch_add(&s->clip_inflight, 1) >= s->o.max_image_requests) {
         atomic_fetch_sub(&s->clip_inflight, 1);
         const char *hdr[] = {MHD_HTTP_HEADER_RETRY_AFTER, "1", NULL};

@@ -109,6 +109,10 @@ class Keys(unittest.TestCase):
             ("Bearer " + OPS, get, "/info", 200, None),
             ("Bearer " + OPS, get, "/metrics", 200, None),
             ("Bearer " + OPS, post, "/v1/embeddings", 403, "forbidden"),
+            ("Bearer " + OPS, ("POST", {"text": "hi"}), "/v1/embed/text", 403, "forbidden"),  # CLIP routes
+            ("Bearer " + OPS, ("POST", {"image": "x"}), "/v1/embed/image", 403, "forbidden"),
+            ("Bearer " + OPS, ("POST", {"images": ["x"]}), "/v1/embed/image-batch", 403, "forbidden"),
+            ("Bearer " + ALICE, ("POST", {"text": "hi"}), "/v1/embed/text", 400, "not_a_clip_model"),
             ("Bearer " + OPS, ("POST", {"query": "q", "texts": ["a"]}), "/v1/rerank", 403, "forbidden"),
             ("Bearer " + ALL, post, "/v1/embeddings", 200, None),
             ("Bearer " + ALL, get, "/info", 200, None),

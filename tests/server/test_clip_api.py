@@ -7,6 +7,7 @@ What is checked: every way of sending an image gives the same vector, and that v
 `embd clip-embed` computes from PIL's own preprocessing of the image; batches keep input order
 with per-item errors (download failures, timeouts, bad bytes, bombs, non-http URLs) while the good
 items succeed; the SSRF guard refuses loopback URLs unless allowed; limits give clear 4xx; the
+request timeout cuts downloads and gives 504; text tokens count against the tokens/min limit; the
 text tower matches the CLI; the server shuts down cleanly (no sanitizer report)."""
 import base64
 import http.server
@@ -30,6 +31,7 @@ CLIP_DIR = os.path.join(common.SOURCE, "tests", "clip")
 PY = os.environ.get("EMBD_PYTHON") or sys.executable
 MAX_BYTES = 200_000
 TIMEOUT_S = 2
+SLOWER_S = 12  # outlasts the request timeout of the deadline test
 
 
 def make_model():
@@ -107,6 +109,9 @@ class Handler(http.server.BaseHTTPRequestHandler):
             return self.send(200, BOMB, "image/png")
         if p == "/slow":
             time.sleep(TIMEOUT_S + 2)
+            return self.send(200, IMAGES["a.png"], "image/png")
+        if p == "/slower":
+            time.sleep(SLOWER_S)
             return self.send(200, IMAGES["a.png"], "image/png")
         if p == "/big":
             return self.send(200, b"\0" * (MAX_BYTES + 1), "image/png")
@@ -335,6 +340,26 @@ def main():
         near(held[0].json()["embedding"], ref["a.png"], "held request")
         r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
         check(r.status == 200, f"after the held one: {r}")
+
+    # --request-timeout bounds the whole request: a download still running at the deadline is cut
+    # there (not at the 30 s download timeout) and no pass runs (504); texts draw on the
+    # tokens-per-minute bucket, images do not
+    with Server("--allow-private-downloads", "--request-timeout", "3", "--rate-limit-tpm", "60", model=gguf) as s:
+        t0 = time.monotonic()
+        r = s.post("/v1/embed/image-batch", {"images": [{"url": base + "/slower"}, data_uri("a.png")]})
+        dt = time.monotonic() - t0
+        check(r.status == 504 and r.error()["type"] == "timeout", r)
+        check(dt < SLOWER_S - 3, f"the timed-out request took {dt:.1f} s")
+        r = s.post("/v1/embed/text", {"text": [texts[0]] * 6})
+        check(r.status == 200, r)
+        used = r.json()["usage"]["prompt_tokens"]
+        check(30 <= used < 60, f"{used} tokens: the next request must overdraw the bucket of 60")
+        r = s.post("/v1/embed/text", {"text": [texts[0]] * 6})
+        check(r.status == 429 and r.error()["type"] == "rate_limited" and "input tokens" in r.error()["message"], r)
+        check(int(r.headers["retry-after"]) >= 5, r.headers)
+        r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
+        check(r.status == 200, f"images do not draw on the token bucket: {r}")
+        near(r.json()["embedding"], ref["a.png"], "image on the rate-limited server")
 
     # the SSRF guard is on by default: loopback URLs are refused, inline images still work
     with Server(model=gguf) as s:

@@ -167,6 +167,10 @@ static void test_scopes_and_routes(void **st) {
     assert_int_equal(embd_route_scope("/v1/embeddings"), EMBD_SCOPE_EMBED);
     assert_int_equal(embd_route_scope("/embed"), EMBD_SCOPE_EMBED);
     assert_int_equal(embd_route_scope("/tokenize"), EMBD_SCOPE_EMBED);
+    assert_int_equal(embd_route_scope("/v1/embed/image"), EMBD_SCOPE_EMBED); /* CLIP */
+    assert_int_equal(embd_route_scope("/v1/embed/image-batch"), EMBD_SCOPE_EMBED);
+    assert_int_equal(embd_route_scope("/v1/embed/text"), EMBD_SCOPE_EMBED);
+    assert_int_equal(embd_route_scope("/v1/embed/imagex"), 0);
     assert_int_equal(embd_route_scope("/rerank"), EMBD_SCOPE_RERANK);
     assert_int_equal(embd_route_scope("/v1/rerank"), EMBD_SCOPE_RERANK);
     assert_int_equal(embd_route_scope("/v1/jobs"), EMBD_SCOPE_JOBS);
