@@ -5,14 +5,34 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "util/sys.h"
+
+/* One request's prepared inputs, queued for a pass; the pass may carry other requests' too. */
+typedef struct pending {
+    const float *pixels; /* n_img images, 3 x S x S each */
+    size_t n_img;
+    int32_t *const *ids;
+    const int *lens;
+    size_t n_txt;
+    float *out; /* (n_img + n_txt) x dim: images first */
+    const embd_clip_call *call;
+    embd_api_error *e;
+    int rc; /* -1 with e once failed */
+    bool done;
+    struct pending *next;
+} pending;
 
 struct embd_clip_runner {
     embd_clip *clip;
     embd_clip_run_opts o;
-    pthread_mutex_t mu; /* the model: one pass at a time */
+    pthread_mutex_t mu; /* the queue, busy, st */
+    pthread_cond_t cv;  /* a pass ended */
+    pending *head, *tail;
+    bool busy; /* a pass is running: the model is one pass at a time */
     embd_clip_run_stats st;
+    unsigned test_delay_ms;
 };
 
 embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts *o) {
@@ -20,12 +40,19 @@ embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts
     if (!x) return NULL;
     x->clip = clip;
     x->o = *o;
+    if (!x->o.max_pass_images) x->o.max_pass_images = 16;
+    if (!x->o.max_pass_texts) x->o.max_pass_texts = 64;
+    /* test hook: every pass lasts this much longer, so that tests can queue requests behind it */
+    const char *d = getenv("EMBD_TEST_CLIP_PASS_DELAY_MS");
+    x->test_delay_ms = d ? (unsigned)strtoul(d, NULL, 10) : 0;
     pthread_mutex_init(&x->mu, NULL);
+    pthread_cond_init(&x->cv, NULL);
     return x;
 }
 
 void embd_clip_runner_free(embd_clip_runner *x) {
     if (!x) return;
+    pthread_cond_destroy(&x->cv);
     pthread_mutex_destroy(&x->mu);
     free(x);
 }
@@ -166,6 +193,99 @@ static int call_over(embd_clip_runner *x, const embd_clip_call *call, embd_api_e
     return 0;
 }
 
+/* One pass per tower over the batch's inputs, outputs scattered back to each request. Without
+ * x->mu: only the thread that set x->busy runs it. */
+static int pass(embd_clip_runner *x, pending *batch, size_t ni, size_t nt, char *err, size_t errlen) {
+    const embd_clip_info *ci = embd_clip_get_info(x->clip);
+    const size_t dim = (size_t)ci->dim, per = 3 * (size_t)ci->image_size * (size_t)ci->image_size;
+    float *out = malloc((ni + nt) * dim * sizeof *out);
+    /* one request's images are contiguous already; several are copied side by side */
+    bool one = batch->n_img == ni;
+    float *px = ni && !one ? malloc(ni * per * sizeof *px) : NULL;
+    int32_t **ids = nt ? malloc(nt * sizeof *ids) : NULL;
+    int *lens = nt ? malloc(nt * sizeof *lens) : NULL;
+    int rc = 0;
+    if (!out || (ni && !one && !px) || (nt && (!ids || !lens))) {
+        rc = embd_fail(err, errlen, "out of memory");
+        goto done;
+    }
+    size_t ki = 0, kt = 0;
+    for (pending *p = batch; p; p = p->next) {
+        if (px && p->n_img) memcpy(px + ki * per, p->pixels, p->n_img * per * sizeof *px);
+        for (size_t k = 0; k < p->n_txt; k++) ids[kt + k] = p->ids[k], lens[kt + k] = p->lens[k];
+        ki += p->n_img, kt += p->n_txt;
+    }
+    if (x->test_delay_ms) usleep(x->test_delay_ms * 1000u);
+    if (ni && embd_clip_encode_images(x->clip, px ? px : batch->pixels, (int)ni, out, err, errlen)) rc = -1;
+    if (!rc && nt && embd_clip_encode_texts(x->clip, (const int32_t *const *)ids, lens, (int)nt, out + ni * dim, err, errlen))
+        rc = -1;
+    ki = 0, kt = 0;
+    for (pending *p = batch; !rc && p; p = p->next) {
+        memcpy(p->out, out + ki * dim, p->n_img * dim * sizeof *out);
+        memcpy(p->out + p->n_img * dim, out + (ni + kt) * dim, p->n_txt * dim * sizeof *out);
+        ki += p->n_img, kt += p->n_txt;
+    }
+done:
+    free(out), free(px), free(ids), free(lens);
+    return rc;
+}
+
+/* Queues the request and waits until a pass has run it. Whoever finds the model idle runs the
+ * next pass for every request queued by then (in order, up to max_pass_images / max_pass_texts):
+ * concurrent requests share passes, which is what makes many small requests fast. */
+static void run_queued(embd_clip_runner *x, pending *me) {
+    pthread_mutex_lock(&x->mu);
+    if (x->tail) x->tail->next = me;
+    else x->head = me;
+    x->tail = me;
+    while (!me->done) {
+        if (x->busy) {
+            pthread_cond_wait(&x->cv, &x->mu);
+            continue;
+        }
+        x->busy = true;
+        pending *batch = NULL, *last = NULL;
+        size_t ni = 0, nt = 0, tokens = 0;
+        while (x->head) {
+            pending *p = x->head;
+            /* checked when the model is free: the wait counts, and a pass nobody reads is skipped */
+            bool over = call_over(x, p->call, p->e);
+            if (!over && batch && (ni + p->n_img > x->o.max_pass_images || nt + p->n_txt > x->o.max_pass_texts))
+                break;
+            if (!(x->head = p->next)) x->tail = NULL;
+            p->next = NULL;
+            if (over) {
+                p->rc = -1, p->done = true;
+                continue;
+            }
+            if (last) last->next = p;
+            else batch = p;
+            last = p;
+            ni += p->n_img, nt += p->n_txt;
+            for (size_t k = 0; k < p->n_txt; k++) tokens += (size_t)p->lens[k];
+        }
+        pthread_mutex_unlock(&x->mu);
+        char err[256] = "";
+        double t0 = embd_now();
+        int rc = batch ? pass(x, batch, ni, nt, err, sizeof err) : 0;
+        double dt = embd_now() - t0;
+        pthread_mutex_lock(&x->mu);
+        for (pending *p = batch, *nx; p; p = nx) {
+            nx = p->next;
+            if (rc) p->rc = embd_api_fail(p->e, 500, "inference_failed", -1, "inference failed: %s", err);
+            p->done = true;
+        }
+        if (batch) {
+            x->st.images += ni, x->st.texts += nt;
+            x->st.passes += (ni > 0) + (nt > 0);
+            if (x->o.metrics) embd_metrics_batch(x->o.metrics, dt, ni + nt, tokens);
+        }
+        x->busy = false;
+        pthread_cond_broadcast(&x->cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+}
+
 int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, const embd_clip_call *call, embd_clip_result *res,
                   float *vecs, embd_api_error *e) {
     const embd_clip_info *ci = embd_clip_get_info(x->clip);
@@ -197,26 +317,14 @@ int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, const embd_clip_c
     }
     gather_texts(x, r, res, ids, lens, txt_of, &n_txt);
 
-    char err[256] = "";
     pthread_mutex_lock(&x->mu);
-    /* checked once the model is ours: the wait for it counts, and a pass nobody reads is skipped */
-    if ((n_img || n_txt) && call_over(x, call, e)) {
-        pthread_mutex_unlock(&x->mu);
-        rc = -1;
-        goto done;
-    }
-    if (n_img && embd_clip_encode_images(x->clip, pixels, (int)n_img, out, err, sizeof err)) rc = -1;
-    if (!rc && n_txt &&
-        embd_clip_encode_texts(x->clip, (const int32_t *const *)ids, lens, (int)n_txt, out + n_img * dim, err, sizeof err))
-        rc = -1;
-    x->st.images += n_img;
     x->st.image_errors += n_img_items - n_img;
-    x->st.texts += n_txt;
-    x->st.passes += (n_img > 0) + (n_txt > 0);
     pthread_mutex_unlock(&x->mu);
-    if (rc) {
-        embd_api_fail(e, 500, "inference_failed", -1, "inference failed: %s", err);
-        goto done;
+    if (n_img || n_txt) {
+        pending me = {.pixels = pixels, .n_img = n_img, .ids = ids, .lens = lens, .n_txt = n_txt, .out = out,
+                      .call = call, .e = e};
+        run_queued(x, &me);
+        if ((rc = me.rc)) goto done;
     }
     for (size_t k = 0; k < n_img; k++) {
         memcpy(vecs + img_of[k] * dim, out + k * dim, dim * sizeof *vecs);

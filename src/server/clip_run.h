@@ -1,6 +1,7 @@
 /* The CLIP request pipeline: phase 1 gathers every image of a request (concurrent downloads,
  * data URIs), decodes and preprocesses them; phase 2 runs one forward pass per tower for all the
- * good items under the model's lock. Blocking: the server runs it off its HTTP threads. */
+ * good items. Requests that wait for the model at the same time share one pass. Blocking: the
+ * server runs it off its HTTP threads. */
 #ifndef EMBD_CLIP_RUN_H
 #define EMBD_CLIP_RUN_H
 
@@ -11,11 +12,15 @@
 #include "engine/clip.h"
 #include "image/fetch.h"
 #include "server/api_clip.h"
+#include "server/metrics.h"
 
 typedef struct {
     embd_fetch_opts fetch;
-    size_t max_pixels; /* decoded image size limit (decompression bombs) */
-    bool truncate;     /* texts longer than the context are cut (else 413) */
+    size_t max_pixels;      /* decoded image size limit (decompression bombs) */
+    bool truncate;          /* texts longer than the context are cut (else 413) */
+    size_t max_pass_images; /* images one pass may carry, from any number of requests (0: 16) */
+    size_t max_pass_texts;  /* texts likewise (0: 64) */
+    embd_metrics *metrics;  /* NULL, or where each pass is counted (embd_batch_*) */
 } embd_clip_run_opts;
 
 typedef struct embd_clip_runner embd_clip_runner;

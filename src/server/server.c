@@ -905,7 +905,8 @@ static int start_clip(server *s, char *err, size_t errlen) {
     if (s->o.workers > 1 || s->o.autoscale)
         fprintf(stderr, "embd: CLIP models run in the server process: --workers ignored\n");
     if (!(s->clip = embd_clip_load(s->o.model_path, s->dev.name, s->o.threads, err, errlen))) return -1;
-    embd_clip_run_opts ro = {.fetch = s->o.fetch, .max_pixels = s->o.max_image_pixels, .truncate = s->o.truncate};
+    embd_clip_run_opts ro = {.fetch = s->o.fetch, .max_pixels = s->o.max_image_pixels, .truncate = s->o.truncate,
+                             .max_pass_images = s->o.max_image_batch, .metrics = s->metrics};
     if (!(s->clip_run = embd_clip_runner_new(s->clip, &ro))) return embd_fail(err, errlen, "out of memory");
     const embd_clip_info *ci = embd_clip_get_info(s->clip);
     s->threads = s->o.threads > 0 ? s->o.threads : embd_cpu_count();

@@ -7,7 +7,7 @@ What is checked: every way of sending an image gives the same vector, and that v
 `embd clip-embed` computes from PIL's own preprocessing of the image; batches keep input order
 with per-item errors (download failures, timeouts, bad bytes, bombs, non-http URLs) while the good
 items succeed; the SSRF guard refuses loopback URLs unless allowed; limits give clear 4xx; the
-request timeout cuts downloads and gives 504; text tokens count against the tokens/min limit; the
+concurrent requests share passes; the request timeout cuts downloads and gives 504; text tokens count against the tokens/min limit; the
 text tower matches the CLI; the server shuts down cleanly (no sanitizer report)."""
 import base64
 import http.server
@@ -340,6 +340,36 @@ def main():
         near(held[0].json()["embedding"], ref["a.png"], "held request")
         r = s.post("/v1/embed/image", {"image": data_uri("a.png")})
         check(r.status == 200, f"after the held one: {r}")
+
+    # requests that wait for the model share one pass: while the first request's pass runs
+    # (stretched by a test hook), three more queue and then go through together, both towers in
+    # one batch, each answer in its own request's order
+    with Server(env={"EMBD_TEST_CLIP_PASS_DELAY_MS": "2000"}, model=gguf) as s:
+        before = common.metric(s.metrics(), "embd_batches_total")
+        first = []
+        t = threading.Thread(target=lambda: first.append(s.post("/v1/embed/text", {"text": texts[0]})), daemon=True)
+        t.start()
+        time.sleep(0.3)
+        rs = common.run_threads(lambda path, body: s.post(path, body), [
+            ("/v1/embed/text", {"text": [texts[1], texts[2]]}),
+            ("/v1/embeddings", {"input": [texts[0], data_uri("b.jpg"), texts[1]]}),
+            ("/v1/embed/image", {"image": data_uri("a.png")})])
+        t.join(60)
+        check(first and first[0].status == 200, f"first request: {first}")
+        near(first[0].json()["embedding"], ref_text[texts[0]], "first request")
+        for r in rs:
+            check(not isinstance(r, BaseException) and r.status == 200, f"queued request: {r}")
+        d = rs[0].json()["data"]
+        near(d[0]["embedding"], ref_text[texts[1]], "shared pass: text 0")
+        near(d[1]["embedding"], ref_text[texts[2]], "shared pass: text 1")
+        d = rs[1].json()["data"]
+        check([x["index"] for x in d] == [0, 1, 2], d)
+        near(d[0]["embedding"], ref_text[texts[0]], "shared pass: mixed text 0")
+        near(d[1]["embedding"], ref["b.jpg"], "shared pass: mixed image")
+        near(d[2]["embedding"], ref_text[texts[1]], "shared pass: mixed text 2")
+        near(rs[2].json()["embedding"], ref["a.png"], "shared pass: image")
+        m = s.metrics()
+        check(common.metric(m, "embd_batches_total") - before == 2, f"passes: {common.metric(m, 'embd_batches_total')}")
 
     # --request-timeout bounds the whole request: a download still running at the deadline is cut
     # there (not at the 30 s download timeout) and no pass runs (504); texts draw on the
