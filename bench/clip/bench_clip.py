@@ -6,12 +6,15 @@ real shapes (tests/clip/gen_hf_clip.py real), converted to f16 and q8_0, measure
    single-text latency);
 2. over HTTP through `embd serve`: p50/p90 of POST /v1/embed/image with one inline 224x224-ish
    image (decode + preprocess + pass + JSON), images/s of POST /v1/embed/image-batch with 16
-   images, and p50 of POST /v1/embed/text with one short text.
+   images, and p50 of POST /v1/embed/text with one short text;
+3. --clients N (default 8) clients at once, each sending single-image (then single-text) requests
+   on its own connection: requests that wait for the model share a pass, so this throughput is
+   compared with one client's (the sequential rate, 1 / mean latency).
 
 No peer: nothing here serves a CLIP text tower (llama.cpp's mtmd has only the image side), and no
 pretrained CLIP (or its ONNX export) is reachable. Medians over --reps; the machine is noisy.
 
-  /usr/bin/python3 bench/clip/bench_clip.py [--threads N] [--reps 20] [--types f16,q8_0] [--json OUT]
+  /usr/bin/python3 bench/clip/bench_clip.py [--threads N] [--reps 20] [--clients 8] [--types f16,q8_0] [--json OUT]
 """
 import argparse
 import base64
@@ -25,6 +28,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import numpy as np
@@ -97,7 +101,35 @@ class Serve:
         self.p.wait(60)
 
 
-def http_bench(gguf, threads, reps):
+def concurrent(s, clients, per_client, path, body_of):
+    """Requests per second with `clients` connections sending at once."""
+    conns = [http.client.HTTPConnection("127.0.0.1", s.port, timeout=600) for _ in range(clients)]
+    errors = []
+
+    def run(k):
+        for i in range(per_client):
+            c = conns[k]
+            c.request("POST", path, body=json.dumps(body_of(k * per_client + i)),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            r.read()
+            if r.status != 200:
+                errors.append(r.status)
+    ts = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    t0 = time.perf_counter()
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    dt = time.perf_counter() - t0
+    for c in conns:
+        c.close()
+    if errors:
+        raise SystemExit(f"{path}: {len(errors)} failed requests, e.g. {errors[0]}")
+    return clients * per_client / dt
+
+
+def http_bench(gguf, threads, reps, clients):
     imgs = test_images(16)
     s = Serve(gguf, threads)
     try:
@@ -105,18 +137,24 @@ def http_bench(gguf, threads, reps):
         single = [s.post("/v1/embed/image", {"image": imgs[i % 16]}) for i in range(reps)]
         batch = [s.post("/v1/embed/image-batch", {"images": imgs}) for _ in range(max(3, reps // 4))]
         text = [s.post("/v1/embed/text", {"text": f"a photo of a cat number {i}"}) for i in range(reps)]
+        per = max(2, reps // 2)
+        conc_img = concurrent(s, clients, per, "/v1/embed/image", lambda i: {"image": imgs[i % 16]})
+        conc_txt = concurrent(s, clients, per * 4, "/v1/embed/text", lambda i: {"text": f"a photo of a dog number {i}"})
     finally:
         s.stop()
     q = lambda xs, p: float(np.percentile(xs, p)) * 1e3  # noqa: E731
     return {"image_p50_ms": q(single, 50), "image_p90_ms": q(single, 90),
             "batch16_images_per_s": 16 / statistics.median(batch), "batch16_p50_ms": q(batch, 50),
-            "text_p50_ms": q(text, 50), "text_p90_ms": q(text, 90)}
+            "text_p50_ms": q(text, 50), "text_p90_ms": q(text, 90),
+            "image_seq_per_s": 1 / statistics.mean(single), "text_seq_per_s": 1 / statistics.mean(text),
+            "clients": clients, "image_conc_per_s": conc_img, "text_conc_per_s": conc_txt}
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--reps", type=int, default=20)
+    ap.add_argument("--clients", type=int, default=8)
     ap.add_argument("--types", default="f16,q8_0")
     ap.add_argument("--json")
     a = ap.parse_args()
@@ -129,11 +167,15 @@ def main():
             cli = cli_bench(g, a.threads, 16)
             print(f"[{t}] towers (embd clip-embed --bench, batch 16, {a.threads} threads):\n{cli}")
             log(f"== {t}: HTTP")
-            h = http_bench(g, a.threads, a.reps)
+            h = http_bench(g, a.threads, a.reps, a.clients)
             res[t] = {"cli": cli, "http": h}
             print(f"[{t}] HTTP: single image p50 {h['image_p50_ms']:.1f} ms (p90 {h['image_p90_ms']:.1f}), "
                   f"batch of 16: {h['batch16_images_per_s']:.1f} images/s (p50 {h['batch16_p50_ms']:.0f} ms), "
                   f"text p50 {h['text_p50_ms']:.1f} ms (p90 {h['text_p90_ms']:.1f})")
+            print(f"[{t}] HTTP, {h['clients']} clients at once: images {h['image_conc_per_s']:.1f}/s "
+                  f"({h['image_conc_per_s'] / h['image_seq_per_s']:.2f}x one client's {h['image_seq_per_s']:.1f}/s), "
+                  f"texts {h['text_conc_per_s']:.1f}/s "
+                  f"({h['text_conc_per_s'] / h['text_seq_per_s']:.2f}x one client's {h['text_seq_per_s']:.1f}/s)")
         if a.json:
             with open(a.json, "w") as f:
                 json.dump(res, f, indent=1)

@@ -907,7 +907,8 @@ static int start_clip(server *s, char *err, size_t errlen) {
     if (!(s->clip = embd_clip_load(s->o.model_path, s->dev.name, s->o.threads, err, errlen))) return -1;
     embd_clip_run_opts ro = {.fetch = s->o.fetch, .max_pixels = s->o.max_image_pixels, .truncate = s->o.truncate,
                              .max_pass_images = s->o.max_image_batch, .metrics = s->metrics};
-    if (!(s->clip_run = embd_clip_runner_new(s->clip, &ro))) return embd_fail(err, errlen, "out of memory");
+    if (!(s->clip_run = embd_clip_runner_new(s->clip, &ro)))
+        return embd_fail(err, errlen, "cannot start the CLIP runner (out of memory or threads)");
     const embd_clip_info *ci = embd_clip_get_info(s->clip);
     s->threads = s->o.threads > 0 ? s->o.threads : embd_cpu_count();
     s->clim = (embd_clip_limits){.max_image_batch = s->o.max_image_batch, .max_items = s->o.max_items,
