@@ -27,13 +27,12 @@ typedef struct pending {
 struct embd_clip_runner {
     embd_clip *clip;
     embd_clip_run_opts o;
-    pthread_mutex_t mu;   /* the queue, stop, st */
+    pthread_mutex_t mu;   /* the queue, stop */
     pthread_cond_t work;  /* a request was queued, or stop */
     pthread_cond_t done;  /* a pass ended */
     pending *head, *tail;
     bool stop;
     pthread_t thread;     /* pass_main: the model runs on this thread only */
-    embd_clip_run_stats st;
     unsigned test_delay_ms;
 };
 
@@ -74,10 +73,15 @@ void embd_clip_runner_free(embd_clip_runner *x) {
     free(x);
 }
 
-void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st) {
-    pthread_mutex_lock(&x->mu);
-    *st = x->st;
-    pthread_mutex_unlock(&x->mu);
+/* Items by tower and outcome; a request-level failure (504, 499, 500) fails its items too. */
+static void count_items(embd_clip_runner *x, size_t img_ok, size_t img_failed, size_t txt_ok, size_t txt_failed) {
+    static const char IMG[] = "CLIP images embedded or failed (download, decoding, limits, timeout, inference).";
+    static const char TXT[] = "CLIP texts embedded or failed (encoding, length, timeout, inference).";
+    if (!x->o.metrics) return;
+    if (img_ok) embd_metrics_count(x->o.metrics, "embd_clip_images_total", IMG, "outcome", "ok", (double)img_ok);
+    if (img_failed) embd_metrics_count(x->o.metrics, "embd_clip_images_total", IMG, "outcome", "failed", (double)img_failed);
+    if (txt_ok) embd_metrics_count(x->o.metrics, "embd_clip_texts_total", TXT, "outcome", "ok", (double)txt_ok);
+    if (txt_failed) embd_metrics_count(x->o.metrics, "embd_clip_texts_total", TXT, "outcome", "failed", (double)txt_failed);
 }
 
 /* Phase 1 for images: bytes (downloaded or inline) -> pixels of the k-th good image. */
@@ -197,16 +201,12 @@ size_t embd_clip_run_tokens(embd_clip_runner *x, const embd_clip_req *r) {
     return total;
 }
 
-/* 0 while the request may still run; else fails it (e) and counts why. Under x->mu. */
+/* 0 while the request may still run; else fails it (e). */
 static int call_over(embd_clip_runner *x, const embd_clip_call *call, embd_api_error *e) {
-    if (call && call->deadline > 0 && embd_now() >= call->deadline) {
-        x->st.timeouts++;
+    if (call && call->deadline > 0 && embd_now() >= call->deadline)
         return embd_api_fail(e, 504, "timeout", -1, "the request did not finish within the server's request timeout");
-    }
-    if (call && call->alive && !call->alive(call->ud)) {
-        x->st.cancelled++;
+    if (call && call->alive && !call->alive(call->ud))
         return embd_api_fail(e, 499, "cancelled", -1, "the client closed the connection");
-    }
     return 0;
 }
 
@@ -295,11 +295,7 @@ static void *pass_main(void *arg) {
             if (rc) p->rc = embd_api_fail(p->e, 500, "inference_failed", -1, "inference failed: %s", err);
             p->done = true;
         }
-        if (batch) {
-            x->st.images += ni, x->st.texts += nt;
-            x->st.passes += (ni > 0) + (nt > 0);
-            if (x->o.metrics) embd_metrics_batch(x->o.metrics, dt, ni + nt, tokens);
-        }
+        if (batch && x->o.metrics) embd_metrics_batch(x->o.metrics, dt, ni + nt, tokens);
         pthread_cond_broadcast(&x->done);
     }
     pthread_mutex_unlock(&x->mu);
@@ -348,15 +344,16 @@ int embd_clip_run(embd_clip_runner *x, const embd_clip_req *r, const embd_clip_c
     }
     gather_texts(x, r, res, ids, lens, txt_of, &n_txt);
 
-    pthread_mutex_lock(&x->mu);
-    x->st.image_errors += n_img_items - n_img;
-    pthread_mutex_unlock(&x->mu);
     if (n_img || n_txt) {
         pending me = {.pixels = pixels, .n_img = n_img, .ids = ids, .lens = lens, .n_txt = n_txt, .out = out,
                       .call = call, .e = e};
         run_queued(x, &me);
-        if ((rc = me.rc)) goto done;
+        if ((rc = me.rc)) {
+            count_items(x, 0, n_img_items, 0, n - n_img_items);
+            goto done;
+        }
     }
+    count_items(x, n_img, n_img_items - n_img, n_txt, n - n_img_items - n_txt);
     for (size_t k = 0; k < n_img; k++) {
         memcpy(vecs + img_of[k] * dim, out + k * dim, dim * sizeof *vecs);
         res[img_of[k]].ok = true;

@@ -20,18 +20,15 @@ typedef struct {
     bool truncate;          /* texts longer than the context are cut (else 413) */
     size_t max_pass_images; /* images one pass may carry, from any number of requests (0: 16) */
     size_t max_pass_texts;  /* texts likewise (0: 64) */
-    embd_metrics *metrics;  /* NULL, or where each pass is counted (embd_batch_*) */
+    embd_metrics *metrics;  /* NULL, or where passes (embd_batch_*) and items (embd_clip_*) are counted */
 } embd_clip_run_opts;
 
 typedef struct embd_clip_runner embd_clip_runner;
 
-typedef struct {
-    uint64_t images, image_errors, texts, passes, timeouts, cancelled;
-} embd_clip_run_stats;
-
+/* NULL when out of memory or the pass thread cannot start. Free only once no embd_clip_run is
+ * in progress. */
 embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts *o);
 void embd_clip_runner_free(embd_clip_runner *x);
-void embd_clip_runner_stats(embd_clip_runner *x, embd_clip_run_stats *st);
 
 /* What bounds one request: the server's request timeout and the client's presence. */
 typedef struct {

@@ -233,6 +233,7 @@ def main():
             {"url": base + "/img/cmyk.jpg"},      # 14 ok
             {"nope": 1},                          # 15 not an image object
         ]
+        m0 = s.metrics()
         t0 = time.monotonic()
         r = s.post("/v1/embed/image-batch", {"images": batch})
         dt = time.monotonic() - t0
@@ -258,6 +259,11 @@ def main():
         check("500" in data[12]["error"]["message"], data[12])
         check("pixel" in data[6]["error"]["message"].lower(), data[6])
         check(j["succeeded"] == 5 and j["failed"] == 11, (j["succeeded"], j["failed"]))
+        m1 = s.metrics()
+        for outcome, want in (("ok", 5), ("failed", 11)):
+            got = (common.metric(m1, "embd_clip_images_total", {"outcome": outcome})
+                   - common.metric(m0, "embd_clip_images_total", {"outcome": outcome}))
+            check(got == want, f"embd_clip_images_total{{outcome={outcome}}} grew by {got}, not {want}")
         # downloads run concurrently: the slow one bounds the request, the others do not add up
         check(dt < TIMEOUT_S + 6, f"batch took {dt:.1f} s")
 
@@ -380,6 +386,8 @@ def main():
         dt = time.monotonic() - t0
         check(r.status == 504 and r.error()["type"] == "timeout", r)
         check(dt < SLOWER_S - 3, f"the timed-out request took {dt:.1f} s")
+        check(common.metric(s.metrics(), "embd_clip_images_total", {"outcome": "failed"}) == 2,
+              "both images of the timed-out request count as failed")
         r = s.post("/v1/embed/text", {"text": [texts[0]] * 6})
         check(r.status == 200, r)
         used = r.json()["usage"]["prompt_tokens"]
