@@ -28,8 +28,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from PIL import Image
@@ -103,29 +103,25 @@ class Serve:
 
 def concurrent(s, clients, per_client, path, body_of):
     """Requests per second with `clients` connections sending at once."""
-    conns = [http.client.HTTPConnection("127.0.0.1", s.port, timeout=600) for _ in range(clients)]
-    errors = []
-
-    def run(k):
-        for i in range(per_client):
-            c = conns[k]
-            c.request("POST", path, body=json.dumps(body_of(k * per_client + i)),
-                      headers={"Content-Type": "application/json"})
-            r = c.getresponse()
-            r.read()
-            if r.status != 200:
-                errors.append(r.status)
-    ts = [threading.Thread(target=run, args=(k,)) for k in range(clients)]
+    def client(k):
+        c = http.client.HTTPConnection("127.0.0.1", s.port, timeout=600)
+        try:
+            for i in range(per_client):
+                c.request("POST", path, body=json.dumps(body_of(k * per_client + i)),
+                          headers={"Content-Type": "application/json"})
+                r = c.getresponse()
+                r.read()
+                if r.status != 200:
+                    return r.status
+        finally:
+            c.close()
+        return None
     t0 = time.perf_counter()
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    with ThreadPoolExecutor(clients) as ex:
+        failed = [st for st in ex.map(client, range(clients)) if st]
     dt = time.perf_counter() - t0
-    for c in conns:
-        c.close()
-    if errors:
-        raise SystemExit(f"{path}: {len(errors)} failed requests, e.g. {errors[0]}")
+    if failed:
+        raise SystemExit(f"{path}: {len(failed)} clients got errors, e.g. HTTP {failed[0]}")
     return clients * per_client / dt
 
 
