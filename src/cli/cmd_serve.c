@@ -178,6 +178,9 @@ int cmd_serve(int argc, char **argv) {
          T_SIZE, &o.max_image_pixels},
         {"max-image-requests", "EMBD_MAX_IMAGE_REQUESTS", "CLIP: requests in flight, else 429 (default 64)", T_INT,
          &o.max_image_requests},
+        {"image-decoders", "EMBD_IMAGE_DECODERS",
+         "CLIP: images decoded and preprocessed at once, over all requests (default: one per core)", T_INT,
+         &o.image_decoders},
         {"download-concurrency", "EMBD_DOWNLOAD_CONCURRENCY", "CLIP: image downloads at once per request (default 8)",
          T_INT, &o.fetch.concurrency},
         {"download-timeout", "EMBD_DOWNLOAD_TIMEOUT", "CLIP: seconds for one image download (default 30)", T_SECONDS,
@@ -240,9 +243,9 @@ int cmd_serve(int argc, char **argv) {
     }
     o.truncate = !no_truncate;
     o.fetch.timeout_ms = (long)(download_timeout * 1000.0);
-    if (o.fetch.timeout_ms < 1 || o.fetch.concurrency < 1 || o.max_image_batch > 4096) {
+    if (o.fetch.timeout_ms < 1 || o.fetch.concurrency < 1 || o.max_image_batch > 4096 || o.image_decoders < 0) {
         fprintf(stderr, "embd serve: --download-timeout and --download-concurrency must be positive, "
-                        "--max-image-batch at most 4096\n");
+                        "--image-decoders not negative, --max-image-batch at most 4096\n");
         return EMBD_EXIT_USAGE;
     }
     /* Before a default model is downloaded: a server that would refuse to start says so now. */

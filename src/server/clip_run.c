@@ -27,13 +27,15 @@ typedef struct pending {
 struct embd_clip_runner {
     embd_clip *clip;
     embd_clip_run_opts o;
-    pthread_mutex_t mu;   /* the queue, stop */
+    pthread_mutex_t mu;   /* the queue, stop, decoding */
     pthread_cond_t work;  /* a request was queued, or stop */
     pthread_cond_t done;  /* a pass ended */
     pending *head, *tail;
     bool stop;
+    int decoding;              /* images being decoded now, at most o.decoders */
+    pthread_cond_t decode_cv;  /* a decoder slot was freed */
     pthread_t thread;     /* pass_main: the model runs on this thread only */
-    unsigned test_delay_ms;
+    unsigned test_delay_ms, test_decode_delay_ms;
 };
 
 static void *pass_main(void *arg);
@@ -45,14 +47,18 @@ embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts
     x->o = *o;
     if (!x->o.max_pass_images) x->o.max_pass_images = 16;
     if (!x->o.max_pass_texts) x->o.max_pass_texts = 64;
+    if (x->o.decoders <= 0) x->o.decoders = embd_cpu_count();
     /* test hook: every pass lasts this much longer, so that tests can queue requests behind it */
     const char *d = getenv("EMBD_TEST_CLIP_PASS_DELAY_MS");
     x->test_delay_ms = d ? (unsigned)strtoul(d, NULL, 10) : 0;
+    d = getenv("EMBD_TEST_CLIP_DECODE_DELAY_MS"); /* likewise for each decode, inside its slot */
+    x->test_decode_delay_ms = d ? (unsigned)strtoul(d, NULL, 10) : 0;
     pthread_mutex_init(&x->mu, NULL);
     pthread_cond_init(&x->work, NULL);
     pthread_cond_init(&x->done, NULL);
+    pthread_cond_init(&x->decode_cv, NULL);
     if (pthread_create(&x->thread, NULL, pass_main, x)) {
-        pthread_cond_destroy(&x->done), pthread_cond_destroy(&x->work);
+        pthread_cond_destroy(&x->decode_cv), pthread_cond_destroy(&x->done), pthread_cond_destroy(&x->work);
         pthread_mutex_destroy(&x->mu);
         free(x);
         return NULL;
@@ -68,7 +74,7 @@ void embd_clip_runner_free(embd_clip_runner *x) {
     pthread_cond_signal(&x->work);
     pthread_mutex_unlock(&x->mu);
     pthread_join(x->thread, NULL);
-    pthread_cond_destroy(&x->done), pthread_cond_destroy(&x->work);
+    pthread_cond_destroy(&x->decode_cv), pthread_cond_destroy(&x->done), pthread_cond_destroy(&x->work);
     pthread_mutex_destroy(&x->mu);
     free(x);
 }
@@ -82,6 +88,23 @@ static void count_items(embd_clip_runner *x, size_t img_ok, size_t img_failed, s
     if (img_failed) embd_metrics_count(x->o.metrics, "embd_clip_images_total", IMG, "outcome", "failed", (double)img_failed);
     if (txt_ok) embd_metrics_count(x->o.metrics, "embd_clip_texts_total", TXT, "outcome", "ok", (double)txt_ok);
     if (txt_failed) embd_metrics_count(x->o.metrics, "embd_clip_texts_total", TXT, "outcome", "failed", (double)txt_failed);
+}
+
+/* Takes (or gives back) one of the o.decoders slots: a decoded image is up to max_pixels x 3 bytes
+ * and its resize as much again, so decodes over all requests at once are bounded, not one per
+ * request (64 requests of 50 Mpx images would want ~19 GB). Decoding is CPU-bound: more at once
+ * than cores would not be faster anyway. */
+static void decode_slot(embd_clip_runner *x, bool take) {
+    pthread_mutex_lock(&x->mu);
+    if (take) {
+        while (x->decoding >= x->o.decoders) pthread_cond_wait(&x->decode_cv, &x->mu);
+        x->decoding++;
+    } else {
+        x->decoding--;
+        pthread_cond_signal(&x->decode_cv);
+    }
+    pthread_mutex_unlock(&x->mu);
+    if (take && x->test_decode_delay_ms) usleep(x->test_decode_delay_ms * 1000u);
 }
 
 /* Phase 1 for images: bytes (downloaded or inline) -> pixels of the k-th good image. */
@@ -130,6 +153,7 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, const emb
         } else {
             data = owned;
         }
+        decode_slot(x, true);
         embd_image im = {0};
         int h = 0, w = 0;
         if (embd_image_decode(data, len, &lim, &im, err, sizeof err)) {
@@ -143,6 +167,7 @@ static void gather_images(embd_clip_runner *x, const embd_clip_req *r, const emb
             img_of[(*n_img)++] = i;
         }
         embd_image_free(&im);
+        decode_slot(x, false);
         free(owned);
     }
     for (size_t k = 0; k < nf; k++) embd_fetch_item_clear(&fi[k]);

@@ -20,6 +20,8 @@ typedef struct {
     bool truncate;          /* texts longer than the context are cut (else 413) */
     size_t max_pass_images; /* images one pass may carry, from any number of requests (0: 16) */
     size_t max_pass_texts;  /* texts likewise (0: 64) */
+    int decoders;           /* images decoded at once over all requests (0: one per core); each may
+                             * hold w x h x 6 bytes, so this bounds decoding memory */
     embd_metrics *metrics;  /* NULL, or where passes (embd_batch_*) and items (embd_clip_*) are counted */
 } embd_clip_run_opts;
 

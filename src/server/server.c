@@ -561,6 +561,9 @@ static enum MHD_Result handle_info_clip(req *q) {
                           "concurrency", (json_int_t)s->o.fetch.concurrency, "timeout_s",
                           (double)s->o.fetch.timeout_ms / 1000.0, "max_bytes", (json_int_t)s->o.fetch.max_bytes,
                           "max_redirects", s->o.fetch.max_redirects, "allow_private", s->o.fetch.allow_private);
+    if (j)
+        json_object_set_new(j, "image_decoders",
+                            json_integer(s->o.image_decoders > 0 ? s->o.image_decoders : embd_cpu_count()));
     json_t *sec = j ? embd_auth_info(s->auth) : NULL;
     if (sec) {
         json_object_set_new(j, "auth", json_string(embd_auth_mode(s->auth)));
@@ -906,7 +909,8 @@ static int start_clip(server *s, char *err, size_t errlen) {
         fprintf(stderr, "embd: CLIP models run in the server process: --workers ignored\n");
     if (!(s->clip = embd_clip_load(s->o.model_path, s->dev.name, s->o.threads, err, errlen))) return -1;
     embd_clip_run_opts ro = {.fetch = s->o.fetch, .max_pixels = s->o.max_image_pixels, .truncate = s->o.truncate,
-                             .max_pass_images = s->o.max_image_batch, .metrics = s->metrics};
+                             .max_pass_images = s->o.max_image_batch, .decoders = s->o.image_decoders,
+                             .metrics = s->metrics};
     if (!(s->clip_run = embd_clip_runner_new(s->clip, &ro)))
         return embd_fail(err, errlen, "cannot start the CLIP runner (out of memory or threads)");
     const embd_clip_info *ci = embd_clip_get_info(s->clip);

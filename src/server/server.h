@@ -48,6 +48,7 @@ typedef struct {
     size_t max_image_batch;     /* images per request (default 16) */
     size_t max_image_pixels;    /* decoded width x height, else the image is refused (bombs) */
     int max_image_requests;     /* CLIP requests in flight at once, else 429 (default 64) */
+    int image_decoders;         /* CLIP images decoded at once over all requests (0: one per core) */
     embd_fetch_opts fetch;      /* image downloads: concurrency, timeout, size, redirects, SSRF */
 } embd_server_opts;
 

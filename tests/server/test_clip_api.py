@@ -7,7 +7,7 @@ What is checked: every way of sending an image gives the same vector, and that v
 `embd clip-embed` computes from PIL's own preprocessing of the image; batches keep input order
 with per-item errors (download failures, timeouts, bad bytes, bombs, non-http URLs) while the good
 items succeed; the SSRF guard refuses loopback URLs unless allowed; limits give clear 4xx; the
-concurrent requests share passes; the request timeout cuts downloads and gives 504; text tokens count against the tokens/min limit; the
+concurrent requests share passes; decodes are bounded over all requests; the request timeout cuts downloads and gives 504; text tokens count against the tokens/min limit; the
 text tower matches the CLI; the server shuts down cleanly (no sanitizer report)."""
 import base64
 import http.server
@@ -376,6 +376,18 @@ def main():
         near(rs[2].json()["embedding"], ref["a.png"], "shared pass: image")
         m = s.metrics()
         check(common.metric(m, "embd_batches_total") - before == 2, f"passes: {common.metric(m, 'embd_batches_total')}")
+
+    # decoding is bounded over all requests (--image-decoders): two requests of one image each,
+    # every decode held 1 s by a test hook, take at least 2 s with one decoder
+    with Server("--image-decoders", "1", env={"EMBD_TEST_CLIP_DECODE_DELAY_MS": "1000"}, model=gguf) as s:
+        check(s.get("/info").json()["image_decoders"] == 1, "image_decoders in /info")
+        t0 = time.monotonic()
+        rs = common.run_threads(lambda n: s.post("/v1/embed/image", {"image": data_uri(n)}), [("a.png",), ("c.webp",)])
+        dt = time.monotonic() - t0
+        for r, n in zip(rs, ("a.png", "c.webp")):
+            check(not isinstance(r, BaseException) and r.status == 200, f"{n}: {r}")
+            near(r.json()["embedding"], ref[n], f"decoded one at a time: {n}")
+        check(dt >= 2.0, f"two 1 s decodes with one decoder took {dt:.2f} s: they overlapped")
 
     # --request-timeout bounds the whole request: a download still running at the deadline is cut
     # there (not at the 30 s download timeout) and no pass runs (504); texts draw on the
