@@ -189,6 +189,10 @@ int cmd_serve(int argc, char **argv) {
          T_SIZE, &o.fetch.max_bytes},
         {"download-max-redirects", "EMBD_DOWNLOAD_MAX_REDIRECTS", "CLIP: redirects followed (default 3)", T_INT,
          &o.fetch.max_redirects},
+        {"download-retries", "EMBD_DOWNLOAD_RETRIES",
+         "CLIP: further attempts after a broken connection or HTTP 408/429/5xx, with backoff, within the "
+         "download timeout (default 2)",
+         T_INT, &o.fetch.retries},
         {"allow-private-downloads", "EMBD_ALLOW_PRIVATE_DOWNLOADS",
          "CLIP: allow image URLs on loopback/private/link-local addresses (SSRF guard off)", T_BOOL,
          &o.fetch.allow_private},
@@ -243,9 +247,10 @@ int cmd_serve(int argc, char **argv) {
     }
     o.truncate = !no_truncate;
     o.fetch.timeout_ms = (long)(download_timeout * 1000.0);
-    if (o.fetch.timeout_ms < 1 || o.fetch.concurrency < 1 || o.max_image_batch > 4096 || o.image_decoders < 0) {
+    if (o.fetch.timeout_ms < 1 || o.fetch.concurrency < 1 || o.max_image_batch > 4096 || o.image_decoders < 0 ||
+        o.fetch.retries < 0 || o.fetch.retries > 10) {
         fprintf(stderr, "embd serve: --download-timeout and --download-concurrency must be positive, "
-                        "--image-decoders not negative, --max-image-batch at most 4096\n");
+                        "--image-decoders not negative, --download-retries 0-10, --max-image-batch at most 4096\n");
         return EMBD_EXIT_USAGE;
     }
     /* Before a default model is downloaded: a server that would refuse to start says so now. */

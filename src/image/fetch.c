@@ -15,9 +15,11 @@
 #include <curl/curl.h>
 
 #include "image/fetch.h"
+#include "util/sys.h"
 
 void embd_fetch_opts_default(embd_fetch_opts *o) {
-    *o = (embd_fetch_opts){.concurrency = 8, .timeout_ms = 30000, .max_bytes = (size_t)10 << 20, .max_redirects = 3};
+    *o = (embd_fetch_opts){.concurrency = 8, .timeout_ms = 30000, .max_bytes = (size_t)10 << 20, .max_redirects = 3,
+                             .retries = 2};
 }
 
 void embd_fetch_item_clear(embd_fetch_item *it) {
@@ -37,6 +39,9 @@ typedef struct {
     bool too_big;
     const char *refused; /* class of the address open_socket refused */
     char curl_err[CURL_ERROR_SIZE];
+    int attempts;    /* started so far */
+    double deadline; /* embd_now() by which every attempt must be over (timeout_ms from the first) */
+    double retry_at; /* > 0: out of the multi handle, to be added again then */
 } xfer;
 
 static size_t on_write(char *p, size_t size, size_t nmemb, void *ud) {
@@ -93,7 +98,6 @@ static int setup(xfer *x) {
     SET(CURLOPT_REDIR_PROTOCOLS_STR, "http,https");
     SET(CURLOPT_FOLLOWLOCATION, 1L);
     SET(CURLOPT_MAXREDIRS, (long)x->o->max_redirects);
-    SET(CURLOPT_TIMEOUT_MS, x->o->timeout_ms);
     SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)x->o->max_bytes); /* refuses a larger Content-Length up front */
     SET(CURLOPT_WRITEFUNCTION, on_write);
     SET(CURLOPT_WRITEDATA, x);
@@ -106,6 +110,37 @@ static int setup(xfer *x) {
     SET(CURLOPT_USERAGENT, "embd/" EMBD_VERSION);
 #undef SET
     return rc == CURLE_OK ? 0 : -1;
+}
+
+/* Failures worth another attempt: the connection broke or the server said "later". Not refused
+ * addresses, size limits, timeouts (the budget is spent) or redirect and protocol errors. */
+static bool transient(const xfer *x, CURLcode rc) {
+    long status = 0;
+    curl_easy_getinfo(x->h, CURLINFO_RESPONSE_CODE, &status);
+    if (x->refused || x->too_big) return false;
+    switch (rc) {
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+        return true;
+    case CURLE_HTTP_RETURNED_ERROR:
+        return status == 408 || status == 429 || status == 500 || status == 502 || status == 503 || status == 504;
+    default:
+        return false;
+    }
+}
+
+/* Adds the transfer to m for its next attempt, with what is left of its time. */
+static int start(CURLM *m, xfer *x) {
+    double left_ms = (x->deadline - embd_now()) * 1e3;
+    x->attempts++;
+    x->len = 0;
+    x->refused = NULL;
+    x->curl_err[0] = 0;
+    if (curl_easy_setopt(x->h, CURLOPT_TIMEOUT_MS, left_ms < 1 ? 1L : (long)left_ms) != CURLE_OK) return -1;
+    return curl_multi_add_handle(m, x->h) == CURLM_OK ? 0 : -1;
 }
 
 static void finish(xfer *x, CURLcode rc) {
@@ -130,6 +165,10 @@ static void finish(xfer *x, CURLcode rc) {
         snprintf(it->error, sizeof it->error, "HTTP status %ld", status);
     else if (rc != CURLE_OK)
         snprintf(it->error, sizeof it->error, "download failed: %.200s", x->curl_err[0] ? x->curl_err : curl_easy_strerror(rc));
+    if (it->error[0] && x->attempts > 1) {
+        size_t l = strlen(it->error);
+        snprintf(it->error + l, sizeof it->error - l, " (%d attempts)", x->attempts);
+    }
     if (it->error[0]) {
         free(x->buf);
     } else {
@@ -163,14 +202,34 @@ int embd_fetch_all(embd_fetch_item *items, size_t n, const embd_fetch_opts *o) {
             xfer *x = &xs[next];
             x->it = &items[next++];
             x->o = o;
+            x->deadline = embd_now() + (double)o->timeout_ms / 1e3;
             if (!x->it->url || !http_url(x->it->url)) {
                 snprintf(x->it->error, sizeof x->it->error, "only http and https URLs are supported");
-            } else if (setup(x) || curl_multi_add_handle(m, x->h) != CURLM_OK) {
+            } else if (setup(x) || start(m, x)) {
                 snprintf(x->it->error, sizeof x->it->error, "cannot set up the download");
                 curl_easy_cleanup(x->h);
                 x->h = NULL;
             } else {
                 active++;
+            }
+        }
+        /* retries whose backoff is over go back in; the earliest other one bounds the wait below */
+        double now = embd_now(), wake = 0;
+        for (size_t i = 0; i < next; i++) {
+            xfer *x = &xs[i];
+            if (x->retry_at <= 0) continue;
+            if (x->retry_at > now) {
+                if (!wake || x->retry_at < wake) wake = x->retry_at;
+                continue;
+            }
+            x->retry_at = 0;
+            if (start(m, x)) {
+                snprintf(x->it->error, sizeof x->it->error, "cannot set up the download");
+                free(x->buf);
+                x->buf = NULL;
+                curl_easy_cleanup(x->h);
+                x->h = NULL;
+                active--;
             }
         }
         if (!active) break;
@@ -182,14 +241,30 @@ int embd_fetch_all(embd_fetch_item *items, size_t n, const embd_fetch_opts *o) {
             char *priv = NULL;
             curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE, &priv);
             xfer *x = (xfer *)priv;
-            finish(x, msg->data.result);
+            CURLcode rc = msg->data.result;
             curl_multi_remove_handle(m, x->h);
+            done = true;
+            /* backoff 0.25 s, 0.5 s, 1 s ... with jitter, if the item's time allows it */
+            double wait = 0.25 * (double)(1u << (x->attempts - 1 < 8 ? x->attempts - 1 : 8)) *
+                          (0.75 + 0.5 * (double)rand() / RAND_MAX);
+            if (x->attempts <= o->retries && transient(x, rc) && embd_now() + wait + 0.1 < x->deadline) {
+                x->retry_at = embd_now() + wait;
+                x->too_big = false;
+                continue;
+            }
+            finish(x, rc);
             curl_easy_cleanup(x->h);
             x->h = NULL;
             active--;
-            done = true;
         }
-        if (!done && running) curl_multi_poll(m, NULL, 0, 1000, NULL);
+        if (!done) {
+            long ms = 1000;
+            if (wake) {
+                double d = (wake - embd_now()) * 1e3 + 1;
+                if (d < ms) ms = d < 1 ? 1 : (long)d;
+            }
+            curl_multi_poll(m, NULL, 0, (int)ms, NULL);
+        }
     }
     curl_multi_cleanup(m);
     free(xs);

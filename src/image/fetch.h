@@ -14,6 +14,8 @@ typedef struct {
     long timeout_ms;     /* whole transfer of one item (default 30000) */
     size_t max_bytes;    /* body size cap (default 10 MiB) */
     int max_redirects;   /* default 3 */
+    int retries;         /* further attempts after a transient failure (connection, 408/429/5xx), with
+                          * exponential backoff, all inside timeout_ms (default 2) */
     bool allow_private;  /* allow loopback, private, link-local and other non-global peers */
 } embd_fetch_opts;
 
@@ -27,7 +29,8 @@ typedef struct {
     char error[256];  /* "" on success, else a one-line reason for the client */
 } embd_fetch_item;
 
-/* Downloads every item, at most o->concurrency at once. Per-item failures land in items[i].error.
+/* Downloads every item, at most o->concurrency at once (a retry keeps its slot). Per-item failures
+ * land in items[i].error.
  * Returns 0, or -1 if libcurl could not be set up (every item then carries the error). */
 int embd_fetch_all(embd_fetch_item *items, size_t n, const embd_fetch_opts *o);
 void embd_fetch_item_clear(embd_fetch_item *it);

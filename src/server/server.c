@@ -549,7 +549,7 @@ static enum MHD_Result handle_info_clip(req *q) {
     server *s = q->s;
     const embd_clip_info *ci = embd_clip_get_info(s->clip);
     json_t *j = json_pack("{s:s, s:s, s:s, s:s, s:s, s:i, s:i, s:i, s:i, s:i, s:i, s:I, s:I, s:I, s:f, s:i, s:s, "
-                          "s:s, s:s, s:b, s:{s:I, s:f, s:I, s:i, s:b}}",
+                          "s:s, s:s, s:b, s:{s:I, s:f, s:I, s:i, s:i, s:b}}",
                           "model_id", s->model_name, "model_path", s->o.model_path, "model_dtype", ci->weight_type,
                           "architecture", "clip", "model_type", "clip", "dimensions", ci->dim, "image_size",
                           ci->image_size, "patch_size", ci->patch_size, "max_input_length", ci->text_ctx,
@@ -560,7 +560,8 @@ static enum MHD_Result handle_info_clip(req *q) {
                           "device_description", s->dev.desc, "auto_truncate", s->o.truncate, "downloads",
                           "concurrency", (json_int_t)s->o.fetch.concurrency, "timeout_s",
                           (double)s->o.fetch.timeout_ms / 1000.0, "max_bytes", (json_int_t)s->o.fetch.max_bytes,
-                          "max_redirects", s->o.fetch.max_redirects, "allow_private", s->o.fetch.allow_private);
+                          "max_redirects", s->o.fetch.max_redirects, "retries", s->o.fetch.retries, "allow_private",
+                          s->o.fetch.allow_private);
     if (j)
         json_object_set_new(j, "image_decoders",
                             json_integer(s->o.image_decoders > 0 ? s->o.image_decoders : embd_cpu_count()));

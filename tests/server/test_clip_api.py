@@ -6,7 +6,7 @@ served by a loopback HTTP server that can also be slow, fail, redirect or send t
 What is checked: every way of sending an image gives the same vector, and that vector is the one
 `embd clip-embed` computes from PIL's own preprocessing of the image; batches keep input order
 with per-item errors (download failures, timeouts, bad bytes, bombs, non-http URLs) while the good
-items succeed; the SSRF guard refuses loopback URLs unless allowed; limits give clear 4xx; the
+items succeed; transient download failures are retried; the SSRF guard refuses loopback URLs unless allowed; limits give clear 4xx; the
 concurrent requests share passes; decodes are bounded over all requests; the request timeout cuts downloads and gives 504; text tokens count against the tokens/min limit; the
 text tower matches the CLI; the server shuts down cleanly (no sanitizer report)."""
 import base64
@@ -79,6 +79,16 @@ TRUNCATED = IMAGES["a.png"][: len(IMAGES["a.png"]) // 2]
 BOMB = bomb_png()
 
 
+HITS = {}  # /flaky, /drop and /gone requests by key
+HITS_LOCK = threading.Lock()
+
+
+def hit(key):
+    with HITS_LOCK:
+        HITS[key] = HITS.get(key, 0) + 1
+        return HITS[key]
+
+
 HELD = threading.Semaphore(0)  # one release per /hold request that arrived
 RELEASE = threading.Event()
 
@@ -125,6 +135,20 @@ class Handler(http.server.BaseHTTPRequestHandler):
             HELD.release()
             RELEASE.wait(60)
             return self.send(200, IMAGES["a.png"], "image/png")
+        if p.startswith("/flaky/"):  # /flaky/N/key: 503 for the first N requests of key, then the image
+            _, _, n, key = p.split("/")
+            if hit(key) <= int(n):
+                return self.send(503, b"busy", "text/plain")
+            return self.send(200, IMAGES["a.png"], "image/png")
+        if p.startswith("/drop/"):  # /drop/N/key: the connection is closed unanswered N times
+            _, _, n, key = p.split("/")
+            if hit(key) <= int(n):
+                self.close_connection = True
+                return None
+            return self.send(200, IMAGES["a.png"], "image/png")
+        if p.startswith("/gone/"):  # a 404 is final: counted, never retried
+            hit(p[6:])
+            return self.send(404, b"no", "text/plain")
         if p == "/500":
             return self.send(500, b"oops", "text/plain")
         return self.send(404, b"no", "text/plain")
@@ -267,6 +291,20 @@ def main():
         # downloads run concurrently: the slow one bounds the request, the others do not add up
         check(dt < TIMEOUT_S + 6, f"batch took {dt:.1f} s")
 
+        # transient failures are retried (--download-retries, 2 by default): two 503s, or a dropped
+        # connection, then the image succeed; a server that keeps failing fails after 3 attempts;
+        # a 404 is asked once
+        check(info["downloads"]["retries"] == 2, info["downloads"])
+        r = s.post("/v1/embed/image-batch", {"images": [base + "/flaky/2/a", base + "/drop/1/b", base + "/flaky/9/c",
+                                                        base + "/gone/d"]})
+        check(r.status == 200, r)
+        d = r.json()["data"]
+        near(d[0]["embedding"], ref["a.png"], "after two 503s")
+        near(d[1]["embedding"], ref["a.png"], "after a dropped connection")
+        check("error" in d[2] and "503" in d[2]["error"]["message"] and "3 attempts" in d[2]["error"]["message"], d[2])
+        check("error" in d[3] and "404" in d[3]["error"]["message"], d[3])
+        check((HITS["a"], HITS["b"], HITS["c"], HITS["d"]) == (3, 2, 3, 1), HITS)
+
         # limits and malformed requests: clear 4xx, nothing run
         bad = [
             ("/v1/embed/image-batch", {"images": [data_uri("a.png")] * 17}, 413),
@@ -332,7 +370,9 @@ def main():
 
     # backpressure: with --max-image-requests 1 and one request held in its download, the next
     # gets 429 at once; once released, both kinds of request work again
-    with Server("--allow-private-downloads", "--max-image-requests", "1", model=gguf) as s:
+    with Server("--allow-private-downloads", "--max-image-requests", "1", "--download-retries", "0", model=gguf) as s:
+        r = s.post("/v1/embed/image", {"image": base + "/flaky/1/e"})  # no retries: the 503 is final
+        check(r.status == 422 and "503" in r.error()["message"] and HITS["e"] == 1, (r, HITS))
         held = []
         t = threading.Thread(target=lambda: held.append(s.post("/v1/embed/image", {"image": base + "/hold"})),
                              daemon=True)

@@ -913,7 +913,8 @@ class T07StartupErrors(unittest.TestCase):
 
     def test_usage_errors_exit_1(self):
         for args in (["--max-batch-tokens", "0"], ["--port", "70000"], ["--threads", "abc"], ["--pooling", "max"],
-                     ["--request-timeout", "-1"], ["--frobnicate"], ["stray"]):
+                     ["--request-timeout", "-1"], ["--frobnicate"], ["stray"], ["--download-retries", "-1"],
+                     ["--download-retries", "11"], ["--image-decoders", "-2"]):
             rc, err = self.run_embd("--model", MODEL, *args)
             self.assertEqual(rc, 1, (args, err))
             self.assertTrue(err.strip(), args)
