@@ -9,20 +9,24 @@
 
 #include "cli/cli.h"
 #include "engine/clip.h"
+#include "image/load.h"
 #include "util/sys.h"
 
 static void usage(FILE *f) {
     fprintf(f,
-            "usage: embd clip-embed --model M.gguf [--text T]... [--ids I,I,...]... [--pixels FILE.npy]\n"
-            "                       [--threads N] [--device D] [--one-by-one]\n"
+            "usage: embd clip-embed --model M.gguf [--text T]... [--ids I,I,...]... [--image SRC]...\n"
+            "                       [--pixels FILE.npy] [--threads N] [--device D] [--one-by-one]\n"
             "       embd clip-embed --model M.gguf --bench [--batch N] [--threads N] [--device D]\n\n"
             "Prints one JSON line per input, texts first, then images, in input order:\n"
             "  {\"text\": i, \"tokens\": [...], \"embedding\": [...]}   {\"image\": i, \"embedding\": [...]}\n"
-            "embeddings L2-normalised in the shared CLIP space.\n\n"
+            "embeddings L2-normalised in the shared CLIP space. An image that cannot be used prints\n"
+            "{\"image\": i, \"error\": \"...\"} and the exit status is then 3.\n\n"
             "  --text T       a text (tokenized with the model's CLIP BPE, truncated to its context)\n"
             "  --ids LIST     a text given as comma-separated token ids (start and end tokens included)\n"
+            "  --image SRC    an image file, http(s) URL or data URI, decoded and preprocessed with the\n"
+            "                 model's own processor settings (URLs are fetched together first)\n"
             "  --pixels F     preprocessed images: .npy float32, shape (n, 3, S, S) or (3, S, S), S the\n"
-            "                 model's image size (embd image-prep writes them)\n"
+            "                 model's image size (embd image-prep writes them); these come before --image ones\n"
             "  --one-by-one   one forward pass per input instead of one per kind (batch checks)\n"
             "  --bench        time a batch of --batch (16) random images, one image and one text\n");
 }
@@ -87,6 +91,16 @@ static float *read_npy(const char *path, int S, int *n, char *err, size_t errlen
 out:
     free(b);
     return out;
+}
+
+static void print_error(int i, const char *msg) {
+    printf("{\"image\": %d, \"error\": \"", i);
+    for (const unsigned char *p = (const unsigned char *)msg; *p; p++) {
+        if (*p == '"' || *p == '\\') printf("\\%c", *p);
+        else if (*p < 0x20) printf("\\u%04x", *p);
+        else putchar(*p);
+    }
+    printf("\"}\n");
 }
 
 static void print_vec(const char *kind, int i, const int32_t *ids, int n_ids, const float *v, int dim) {
@@ -199,18 +213,23 @@ int cmd_clip_embed(int argc, char **argv) {
                                        {"threads", required_argument, 0, 'n'}, {"device", required_argument, 0, 'd'},
                                        {"one-by-one", no_argument, 0, 'o'},   {"bench", no_argument, 0, 'B'},
                                        {"batch", required_argument, 0, 'b'},  {"help", no_argument, 0, 'h'},
-                                       {0, 0, 0, 0}};
+                                       {"image", required_argument, 0, 'I'},  {0, 0, 0, 0}};
     const char *model = NULL, *pixels = NULL, *device = NULL;
     int threads = 0, batch = 16, c;
     bool one = false, do_bench = false;
     /* texts and id lists keep their command-line order */
     const char **items = calloc((size_t)argc + 1, sizeof *items);
     char *kinds = calloc((size_t)argc + 1, 1);
-    int n_items = 0;
-    if (!items || !kinds) return EMBD_EXIT_UNUSABLE;
+    char **srcs = calloc((size_t)argc + 1, sizeof *srcs);
+    int n_items = 0, n_srcs = 0;
+    if (!items || !kinds || !srcs) {
+        free(items), free(kinds), free(srcs);
+        return EMBD_EXIT_UNUSABLE;
+    }
     optind = 1;
-    while ((c = getopt_long(argc, argv, "m:t:i:p:n:d:oBb:h", lo, NULL)) != -1) {
+    while ((c = getopt_long(argc, argv, "m:t:i:p:n:d:oBb:hI:", lo, NULL)) != -1) {
         if (c == 'm') model = optarg;
+        else if (c == 'I') srcs[n_srcs++] = optarg;
         else if (c == 't' || c == 'i') kinds[n_items] = (char)c, items[n_items++] = optarg;
         else if (c == 'p') pixels = optarg;
         else if (c == 'n') threads = atoi(optarg);
@@ -220,8 +239,7 @@ int cmd_clip_embed(int argc, char **argv) {
         else if (c == 'b') batch = atoi(optarg);
         else {
             usage(c == 'h' ? stdout : stderr);
-            free(items);
-            free(kinds);
+            free(items), free(kinds), free(srcs);
             return c == 'h' ? EMBD_EXIT_OK : EMBD_EXIT_USAGE;
         }
     }
@@ -229,8 +247,11 @@ int cmd_clip_embed(int argc, char **argv) {
     embd_clip *clip = NULL;
     texts_t tx = {0};
     float *px = NULL, *out = NULL;
+    embd_image_loaded *img = NULL;
+    size_t img_failed = 0;
     char err[1024];
-    if (!model || optind != argc || batch < 1 || batch > 1024 || threads < 0 || (!do_bench && !n_items && !pixels)) {
+    if (!model || optind != argc || batch < 1 || batch > 1024 || threads < 0 ||
+        (!do_bench && !n_items && !pixels && !n_srcs)) {
         usage(stderr);
         goto done;
     }
@@ -275,6 +296,25 @@ int cmd_clip_embed(int argc, char **argv) {
         fprintf(stderr, "embd clip-embed: %s\n", err);
         goto done;
     }
+    const size_t per = (size_t)3 * in->image_size * in->image_size;
+    if (n_srcs) { /* decoded with the model's processor, then appended to the --pixels images */
+        embd_image_prep prep;
+        embd_clip_image_prep(clip, &prep);
+        embd_fetch_opts fo;
+        embd_fetch_opts_default(&fo);
+        fo.allow_private = true; /* the user's own command: no SSRF to guard against */
+        embd_image_limits lim = {.max_pixels = EMBD_IMAGE_MAX_PIXELS_DEFAULT, .max_bytes = fo.max_bytes};
+        int h = in->image_size, w = in->image_size;
+        float *grown = realloc(px, per * (size_t)(n_img + n_srcs) * sizeof *px);
+        if (!(img = calloc((size_t)n_srcs, sizeof *img)) || !grown) {
+            if (grown) px = grown;
+            goto done;
+        }
+        px = grown;
+        img_failed = embd_image_load_all(srcs, (size_t)n_srcs, &prep, &lim, &fo, img, &h, &w);
+        for (int i = 0; i < n_srcs; i++)
+            if (img[i].px) memcpy(px + per * n_img++, img[i].px, per * sizeof *px);
+    }
     const int most = tx.n > n_img ? tx.n : n_img;
     if (!(out = malloc((size_t)(most ? most : 1) * in->dim * sizeof *out))) goto done;
     const int step = one ? 1 : most ? most : 1;
@@ -287,7 +327,6 @@ int cmd_clip_embed(int argc, char **argv) {
         }
     }
     for (int i = 0; i < tx.n; i++) print_vec("text", i, tx.ids[i], tx.lens[i], out + (size_t)i * in->dim, in->dim);
-    const size_t per = (size_t)3 * in->image_size * in->image_size;
     for (int i = 0; i < n_img; i += step) {
         const int k = n_img - i < step ? n_img - i : step;
         if (embd_clip_encode_images(clip, px + per * i, k, out + (size_t)i * in->dim, err, sizeof err)) {
@@ -295,10 +334,17 @@ int cmd_clip_embed(int argc, char **argv) {
             goto done;
         }
     }
-    for (int i = 0; i < n_img; i++) print_vec("image", i, NULL, 0, out + (size_t)i * in->dim, in->dim);
-    rc = EMBD_EXIT_OK;
+    /* image numbers count --pixels images first, then every --image, failed ones included */
+    const int n_px = n_img - (n_srcs - (int)img_failed);
+    for (int i = 0, k = 0; i < n_px + n_srcs; i++) {
+        if (i >= n_px && !img[i - n_px].px) print_error(i, img[i - n_px].err);
+        else print_vec("image", i, NULL, 0, out + (size_t)k++ * in->dim, in->dim);
+    }
+    rc = img_failed ? EMBD_EXIT_ITEM_ERRORS : EMBD_EXIT_OK;
 done:
     texts_free(&tx);
+    embd_image_loaded_free(img, (size_t)n_srcs);
+    free(img), free(srcs);
     free(px);
     free(out);
     free(items);

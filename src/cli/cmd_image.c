@@ -6,11 +6,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "cli/cli.h"
 #include "image/fetch.h"
 #include "image/image.h"
+#include "image/load.h"
 #include "util/sys.h"
 
 static void usage(FILE *f) {
@@ -63,14 +63,6 @@ static int parse3(const char *s, float v[3], bool positive) {
         }
     }
     return *end ? -1 : 0;
-}
-
-typedef enum { SRC_FILE, SRC_URL, SRC_DATA } src_kind;
-
-static src_kind kind_of(const char *s) {
-    if (!strncasecmp(s, "data:", 5)) return SRC_DATA;
-    if (!strncasecmp(s, "http://", 7) || !strncasecmp(s, "https://", 8)) return SRC_URL;
-    return SRC_FILE;
 }
 
 static int write_npy(const char *path, float **rows, size_t n, int H, int W, char *err, size_t errlen) {
@@ -158,61 +150,21 @@ int cmd_image_prep(int argc, char **argv) {
         return EMBD_EXIT_USAGE;
     }
     char **src = argv + optind;
-
-    /* phase 1: every download at once */
-    size_t nurl = 0;
-    for (size_t i = 0; i < n; i++) nurl += kind_of(src[i]) == SRC_URL;
-    embd_fetch_item *items = calloc(nurl ? nurl : 1, sizeof *items);
+    embd_image_loaded *img = calloc(n, sizeof *img);
     float **rows = calloc(n, sizeof *rows);
-    if (!items || !rows) {
+    if (!img || !rows) {
         fprintf(stderr, "embd image-prep: out of memory\n");
+        free(img), free(rows);
         return EMBD_EXIT_UNUSABLE;
     }
-    for (size_t i = 0, u = 0; i < n; i++)
-        if (kind_of(src[i]) == SRC_URL) items[u++].url = src[i];
-    if (nurl) embd_fetch_all(items, nurl, &fo);
-
-    /* phase 2: decode and preprocess in order */
     int H = prep.crop_h, W = prep.crop_w;
-    size_t failed = 0;
-    char err[512];
-    for (size_t i = 0, u = 0; i < n; i++) {
-        uint8_t *bytes = NULL;
-        size_t len = 0;
-        int rc = 0;
-        src_kind k = kind_of(src[i]);
-        if (k == SRC_URL) {
-            embd_fetch_item *it = &items[u++];
-            if (it->error[0]) rc = embd_fail(err, sizeof err, "%s", it->error);
-            else bytes = it->data, len = it->len, it->data = NULL;
-        } else if (k == SRC_DATA) {
-            rc = embd_image_source_decode(src[i], strlen(src[i]), &bytes, &len, err, sizeof err);
-        } else {
-            bytes = (uint8_t *)embd_read_file(src[i], lim.max_bytes, &len, err, sizeof err);
-            rc = bytes ? 0 : -1;
-        }
-        embd_image im = {0};
-        if (rc == 0) rc = embd_image_decode(bytes, len, &lim, &im, err, sizeof err);
-        free(bytes);
-        if (rc == 0) {
-            int oh, ow;
-            embd_image_prep_size(&im, &prep, &oh, &ow);
-            if (H == 0 && W == 0 && failed == i) H = oh, W = ow; /* no crop: the first image sets the shape */
-            if (oh != H || ow != W || oh <= 0 || ow <= 0)
-                rc = embd_fail(err, sizeof err, "comes out %dx%d, not %dx%d like the others (use --crop)", ow, oh, W, H);
-            else if (!(rows[i] = malloc((size_t)3 * oh * ow * sizeof(float))))
-                rc = embd_fail(err, sizeof err, "out of memory");
-            else
-                rc = embd_image_preprocess(&im, &prep, rows[i], err, sizeof err);
-        }
-        embd_image_free(&im);
-        if (rc != 0) {
-            free(rows[i]);
-            rows[i] = NULL;
-            failed++;
-            const char *label = src[i];
-            fprintf(stderr, "embd image-prep: %.*s%s: %s\n", k == SRC_DATA ? 40 : 4096, label,
-                    k == SRC_DATA && strlen(label) > 40 ? "..." : "", err);
+    size_t failed = embd_image_load_all(src, n, &prep, &lim, &fo, img, &H, &W);
+    char err[512], label[64 + 4096];
+    for (size_t i = 0; i < n; i++) {
+        rows[i] = img[i].px;
+        if (!img[i].px) {
+            embd_image_source_label(src[i], label, sizeof label);
+            fprintf(stderr, "embd image-prep: %s: %s\n", label, img[i].err);
         }
     }
     int status = failed ? EMBD_EXIT_ITEM_ERRORS : EMBD_EXIT_OK;
@@ -220,9 +172,7 @@ int cmd_image_prep(int argc, char **argv) {
         fprintf(stderr, "embd image-prep: %s\n", err);
         status = EMBD_EXIT_UNUSABLE;
     }
-    for (size_t i = 0; i < n; i++) free(rows[i]);
-    for (size_t i = 0; i < nurl; i++) embd_fetch_item_clear(&items[i]);
-    free(rows);
-    free(items);
+    embd_image_loaded_free(img, n);
+    free(img), free(rows);
     return status;
 }

@@ -205,6 +205,25 @@ def near(a, b, what, tol=0.9999):
     check(c >= tol, f"{what}: cosine {c:.6f} < {tol}")
 
 
+def check_cli_images(gguf, ref, base):
+    """`embd clip-embed --image` (files, URLs, data URIs) gives the vectors of PIL's preprocessing;
+    a source that fails is an error line in its place and exit status 3."""
+    paths = {}
+    for n in ("a.png", "b.jpg", "gray.jpg"):
+        paths[n] = os.path.join(TMP, "cli-" + n)
+        with open(paths[n], "wb") as f:
+            f.write(IMAGES[n])
+    srcs = [paths["a.png"], base + "/img/b.jpg", os.path.join(TMP, "no-such-image.png"), data_uri("gray.jpg")]
+    p = subprocess.run([BIN, "clip-embed", "--model", gguf, "--threads", "2", *sum((["--image", x] for x in srcs), [])],
+                       capture_output=True, text=True)
+    check(p.returncode == 3, f"clip-embed --image with a missing file: exit {p.returncode}, {p.stderr}")
+    lines = [json.loads(l) for l in p.stdout.splitlines()]
+    check([l["image"] for l in lines] == [0, 1, 2, 3], lines)
+    check("error" in lines[2] and "no-such-image.png" in lines[2]["error"], lines[2])
+    for i, n in ((0, "a.png"), (1, "b.jpg"), (3, "gray.jpg")):
+        near(lines[i]["embedding"], ref[n], f"clip-embed --image {n}")
+
+
 def main():
     hf, gguf = make_model()
     with open(os.path.join(hf, "preprocessor_config.json")) as f:
@@ -218,6 +237,7 @@ def main():
                                                                 for n in ref_names]))))
     texts = ["a photo of a cat", "a diagram of a neural network", ""]
     ref_text = dict(zip(texts, cli_embed(gguf, texts=texts)))
+    check_cli_images(gguf, ref, base)
 
     with Server("--allow-private-downloads", "--download-timeout", str(TIMEOUT_S), "--download-max-bytes",
                 str(MAX_BYTES), "--max-image-batch", "16", model=gguf) as s:
