@@ -27,14 +27,14 @@ typedef struct pending {
 struct embd_clip_runner {
     embd_clip *clip;
     embd_clip_run_opts o;
-    pthread_mutex_t mu;   /* the queue, stop, decoding */
-    pthread_cond_t work;  /* a request was queued, or stop */
-    pthread_cond_t done;  /* a pass ended */
+    pthread_mutex_t mu;       /* the queue, stop, decoding */
+    pthread_cond_t work;      /* a request was queued, or stop */
+    pthread_cond_t done;      /* a pass ended */
+    pthread_cond_t decode_cv; /* a decoder slot was freed */
     pending *head, *tail;
     bool stop;
-    int decoding;              /* images being decoded now, at most o.decoders */
-    pthread_cond_t decode_cv;  /* a decoder slot was freed */
-    pthread_t thread;     /* pass_main: the model runs on this thread only */
+    int decoding;     /* images being decoded now, at most o.decoders */
+    pthread_t thread; /* pass_main: the model runs on this thread only */
     unsigned test_delay_ms, test_decode_delay_ms;
 };
 
@@ -310,6 +310,7 @@ static void *pass_main(void *arg) {
         if (!x->head) break; /* stopping, and nothing is left */
         size_t ni, nt, tokens;
         pending *batch = take_batch(x, &ni, &nt, &tokens);
+        pthread_cond_broadcast(&x->done); /* the ones take_batch failed get their answer now */
         pthread_mutex_unlock(&x->mu);
         char err[256] = "";
         double t0 = embd_now();
