@@ -297,6 +297,7 @@ int cmd_clip_embed(int argc, char **argv) {
         goto done;
     }
     const size_t per = (size_t)3 * in->image_size * in->image_size;
+    const int n_px = n_img; /* --pixels images; the good --image ones follow */
     if (n_srcs) { /* decoded with the model's processor, then appended to the --pixels images */
         embd_image_prep prep;
         embd_clip_image_prep(clip, &prep);
@@ -335,7 +336,6 @@ int cmd_clip_embed(int argc, char **argv) {
         }
     }
     /* image numbers count --pixels images first, then every --image, failed ones included */
-    const int n_px = n_img - (n_srcs - (int)img_failed);
     for (int i = 0, k = 0; i < n_px + n_srcs; i++) {
         if (i >= n_px && !img[i - n_px].px) print_error(i, img[i - n_px].err);
         else print_vec("image", i, NULL, 0, out + (size_t)k++ * in->dim, in->dim);

@@ -249,7 +249,6 @@ int embd_fetch_all(embd_fetch_item *items, size_t n, const embd_fetch_opts *o) {
                           (0.75 + 0.5 * (double)rand() / RAND_MAX);
             if (x->attempts <= o->retries && transient(x, rc) && embd_now() + wait + 0.1 < x->deadline) {
                 x->retry_at = embd_now() + wait;
-                x->too_big = false;
                 continue;
             }
             finish(x, rc);

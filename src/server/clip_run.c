@@ -79,6 +79,8 @@ void embd_clip_runner_free(embd_clip_runner *x) {
     free(x);
 }
 
+int embd_clip_runner_decoders(const embd_clip_runner *x) { return x->o.decoders; }
+
 /* Items by tower and outcome; a request-level failure (504, 499, 500) fails its items too. */
 static void count_items(embd_clip_runner *x, size_t img_ok, size_t img_failed, size_t txt_ok, size_t txt_failed) {
     static const char IMG[] = "CLIP images embedded or failed (download, decoding, limits, timeout, inference).";

@@ -31,6 +31,8 @@ typedef struct embd_clip_runner embd_clip_runner;
  * in progress. */
 embd_clip_runner *embd_clip_runner_new(embd_clip *clip, const embd_clip_run_opts *o);
 void embd_clip_runner_free(embd_clip_runner *x);
+/* Images decoded at once (opts.decoders, its default resolved). */
+int embd_clip_runner_decoders(const embd_clip_runner *x);
 
 /* What bounds one request: the server's request timeout and the client's presence. */
 typedef struct {

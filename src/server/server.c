@@ -562,9 +562,7 @@ static enum MHD_Result handle_info_clip(req *q) {
                           (double)s->o.fetch.timeout_ms / 1000.0, "max_bytes", (json_int_t)s->o.fetch.max_bytes,
                           "max_redirects", s->o.fetch.max_redirects, "retries", s->o.fetch.retries, "allow_private",
                           s->o.fetch.allow_private);
-    if (j)
-        json_object_set_new(j, "image_decoders",
-                            json_integer(s->o.image_decoders > 0 ? s->o.image_decoders : embd_cpu_count()));
+    if (j) json_object_set_new(j, "image_decoders", json_integer(embd_clip_runner_decoders(s->clip_run)));
     json_t *sec = j ? embd_auth_info(s->auth) : NULL;
     if (sec) {
         json_object_set_new(j, "auth", json_string(embd_auth_mode(s->auth)));
